@@ -1,0 +1,3 @@
+from batchai_spec.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""The command line: thin Typer commands over the layers below. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.markup import escape
+
+from batchai_spec.cli.app import app, console_err, state
+from batchai_spec.errors import UserError
+
+# Command modules register themselves on `app` when imported; one import line per module.
+
+
+def main() -> None:
+    """Entry point of the `batchai-spec` script: every user error ends in one message and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        if state.debug:
+            console_err.print_exception()
+        console_err.print(f"[bold red]Error:[/] {escape(error.message)}")
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        console_err.print("Interrupted.")
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as usage:
+        usage.show()
+        sys.exit(usage.exit_code)
+
+
+__all__ = ["app", "main"]
