@@ -1,0 +1,102 @@
+"""The spec: pydantic models of a batchai-spec file, its loader (Jinja2 + YAML with positions) and its checks."""
+
+from batchai_spec.spec.base import KeyPath, format_key_path
+from batchai_spec.spec.cluster import (
+    DEFAULT_IMAGE,
+    AutoScale,
+    Cluster,
+    ImageReference,
+    ManualScale,
+    NodeSetup,
+    PerformanceCounters,
+    ScaleSettings,
+    SetupTask,
+    UserAccount,
+)
+from batchai_spec.spec.errors import SourceLocation, SpecError
+from batchai_spec.spec.job import (
+    TOOLKITS,
+    Container,
+    Experiment,
+    Job,
+    JobConstraints,
+    JobPreparation,
+    OutputDirectory,
+    Registry,
+)
+from batchai_spec.spec.loader import LoadedSpec, load_spec, read_var_file
+from batchai_spec.spec.model import ResourceGroup, Spec, Workspace
+from batchai_spec.spec.mounts import (
+    AzureBlobFileSystemMount,
+    AzureFileShareMount,
+    FileServerMount,
+    MountVolumes,
+    UnmanagedFileSystemMount,
+)
+from batchai_spec.spec.storage import FileShare, Storage, StorageAccount, Upload
+from batchai_spec.spec.toolkits import (
+    Caffe2Settings,
+    CaffeSettings,
+    ChainerSettings,
+    CntkSettings,
+    CustomMpiSettings,
+    CustomToolkitSettings,
+    HorovodSettings,
+    PyTorchSettings,
+    TensorFlowSettings,
+    Toolkit,
+)
+from batchai_spec.spec.uploads import ResolvedUpload, project_root, resolve_uploads
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "TOOLKITS",
+    "AutoScale",
+    "AzureBlobFileSystemMount",
+    "AzureFileShareMount",
+    "Caffe2Settings",
+    "CaffeSettings",
+    "ChainerSettings",
+    "Cluster",
+    "CntkSettings",
+    "Container",
+    "CustomMpiSettings",
+    "CustomToolkitSettings",
+    "Experiment",
+    "FileServerMount",
+    "FileShare",
+    "HorovodSettings",
+    "ImageReference",
+    "Job",
+    "JobConstraints",
+    "JobPreparation",
+    "KeyPath",
+    "LoadedSpec",
+    "ManualScale",
+    "MountVolumes",
+    "NodeSetup",
+    "OutputDirectory",
+    "PerformanceCounters",
+    "PyTorchSettings",
+    "Registry",
+    "ResolvedUpload",
+    "ResourceGroup",
+    "ScaleSettings",
+    "SetupTask",
+    "SourceLocation",
+    "Spec",
+    "SpecError",
+    "Storage",
+    "StorageAccount",
+    "TensorFlowSettings",
+    "Toolkit",
+    "UnmanagedFileSystemMount",
+    "Upload",
+    "UserAccount",
+    "Workspace",
+    "format_key_path",
+    "load_spec",
+    "project_root",
+    "read_var_file",
+    "resolve_uploads",
+]
