@@ -1,0 +1,1 @@
+"""Azure adapters: the only client-side code that imports the Azure SDKs."""

@@ -1,0 +1,37 @@
+"""SDK exceptions -> one clear message naming the address, the operation and the service's code."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, ServiceResponseError
+
+from batchai_spec.errors import UserError
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, ClientAuthenticationError):
+        return f"the credential was refused ({_code(error)})"
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return f"the endpoint could not be reached: {error.message if hasattr(error, 'message') else error}"
+    if isinstance(error, HttpResponseError):
+        message = (error.error.message if error.error else None) or error.reason or str(error).splitlines()[0]
+        return f"{_code(error)}: {message}"
+    return str(error)
+
+
+def _code(error: HttpResponseError) -> str:
+    code = getattr(getattr(error, "error", None), "code", None) or getattr(error, "error_code", None)
+    status = getattr(error, "status_code", None)
+    return f"{code or 'Error'} (HTTP {status})" if status else (code or type(error).__name__)
+
+
+@contextlib.contextmanager
+def service_call(address: str, operation: str) -> Iterator[None]:
+    try:
+        yield
+    except UserError:
+        raise
+    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
+        raise UserError(f"{operation} {address} failed: {describe(error)}") from error

@@ -1,0 +1,149 @@
+"""Where the spec is applied: the embedded local emulator (default) or Azure itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from batchai_spec.errors import UserError
+
+DEFAULT_STATE_DIR = ".batchai-spec"
+
+
+class StaticTokenCredential:
+    """The emulator's bearer token as an azure-core TokenCredential (no identity service exists locally)."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 24 * 3600)
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(token=(sensitive))"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "local" or "azure"
+    description: str
+    subscription_id: str
+    arm_url: str
+    credential: Any
+    connection_verify: str | bool
+    # Path-style file endpoint root on the emulator; None on Azure, where each account has its own host.
+    storage_url: str | None
+    polling_interval: float
+    # Where locks of applies against this target live (see engine/lock.py).
+    lock_dir: Path
+
+    def file_endpoint(self, account: str) -> str:
+        if self.storage_url:
+            return f"{self.storage_url.rstrip('/')}/{account}"
+        return f"https://{account}.file.core.windows.net"
+
+
+_embedded: dict[Path, Any] = {}
+_embedded_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_endpoint(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / "endpoint.json"
+    try:
+        endpoint = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = endpoint.get("pid")
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        return None
+    return endpoint
+
+
+def local_target(state_dir: Path) -> Target:
+    """Use the emulator that serves `state_dir` if one runs; otherwise start one in this process."""
+    state_dir = state_dir.resolve()
+    endpoint = _read_endpoint(state_dir)
+    origin = f"emulator serving {state_dir}"
+    if endpoint is None:
+        endpoint = _start_embedded(state_dir)
+        origin = f"embedded emulator on {state_dir}"
+    return Target(
+        kind="local",
+        description=origin,
+        subscription_id=endpoint["subscription_id"],
+        arm_url=endpoint["arm_url"],
+        credential=StaticTokenCredential(endpoint["token"]),
+        connection_verify=endpoint["ca_cert"],
+        storage_url=endpoint["storage_url"],
+        polling_interval=0.2,
+        lock_dir=state_dir / "locks",
+    )
+
+
+def _start_embedded(state_dir: Path) -> dict[str, Any]:
+    # Imported here: only the local target needs the server side, and it is heavy to import.
+    from batchai_spec.emulator.server import start_in_process
+
+    with _embedded_lock:
+        running = _embedded.get(state_dir)
+        if running is None:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                running = start_in_process(state_dir)
+            except OSError as error:
+                raise UserError(f"cannot start the local emulator on {state_dir}: {error}") from error
+            _embedded[state_dir] = running
+        return json.loads(running.endpoint.to_json())
+
+
+def stop_embedded() -> None:
+    """Stop emulators this process started (their jobs go on and are re-adopted by the next start)."""
+    with _embedded_lock:
+        while _embedded:
+            _, running = _embedded.popitem()
+            running.stop()
+
+
+def azure_target() -> Target:
+    subscription_id = os.environ.get("AZURE_SUBSCRIPTION_ID")
+    if not subscription_id:
+        raise UserError("the azure target needs AZURE_SUBSCRIPTION_ID (and credentials azure-identity can find)")
+    from azure.identity import DefaultAzureCredential
+
+    return Target(
+        kind="azure",
+        description=f"Azure subscription {subscription_id}",
+        subscription_id=subscription_id,
+        arm_url="https://management.azure.com",
+        credential=DefaultAzureCredential(),
+        connection_verify=True,
+        storage_url=None,
+        polling_interval=5.0,
+        lock_dir=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "batchai-spec" / "locks" / subscription_id,
+    )
+
+
+def resolve_target(kind: str, state_dir: str | Path | None) -> Target:
+    if kind == "local":
+        chosen = state_dir or os.environ.get("BATCHAI_SPEC_STATE_DIR") or DEFAULT_STATE_DIR
+        return local_target(Path(chosen))
+    if kind == "azure":
+        return azure_target()
+    raise UserError(f"unknown target {kind!r}: use 'local' or 'azure'")

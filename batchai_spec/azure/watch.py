@@ -1,0 +1,101 @@
+"""Reads that follow running work: cluster allocation, job state, output files and their bytes (ranged)."""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from azure.mgmt.batchai import models as batchai_models
+
+from batchai_spec.azure.clients import Clients
+
+STDOUTERR = "stdouterr"
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    allocation_state: str | None
+    current_node_count: int
+    counts: dict[str, int]
+    errors: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    execution_state: str | None
+    exit_code: int | None
+    errors: list[dict[str, Any]]
+    start_time: Any
+    end_time: Any
+    output_directory_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    directory_id: str
+    path: str  # relative to the output directory
+    url: str
+    size: int
+
+
+class Watch:
+    def __init__(self, clients: Clients):
+        self.clients = clients
+        self._http = requests.Session()
+        self._http.verify = clients.target.connection_verify
+
+    def cluster(self, ids: dict[str, str]) -> ClusterStatus:
+        cluster = self.clients.batchai.clusters.get(ids["resource_group"], ids["workspace"], ids["cluster"])
+        counts = cluster.node_state_counts.as_dict() if cluster.node_state_counts else {}
+        return ClusterStatus(
+            cluster.allocation_state,
+            cluster.current_node_count or 0,
+            counts,
+            [error.as_dict() for error in cluster.errors or []],
+        )
+
+    def job(self, ids: dict[str, str]) -> JobStatus:
+        job = self.clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"])
+        info = job.execution_info
+        return JobStatus(
+            job.execution_state,
+            info.exit_code if info else None,
+            [error.as_dict() for error in (info.errors if info and info.errors else [])],
+            info.start_time if info else None,
+            info.end_time if info else None,
+            tuple(directory.id for directory in job.output_directories or []),
+        )
+
+    def output_files(self, ids: dict[str, str], directory_id: str, directory: str = ".") -> list[OutputFile]:
+        """Every file of one output directory (or `stdouterr`), walking its sub-directories."""
+        options = batchai_models.JobsListOutputFilesOptions(outputdirectoryid=directory_id, directory=directory)
+        found: list[OutputFile] = []
+        items = self.clients.batchai.jobs.list_output_files(
+            ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"], options
+        )
+        for item in items:
+            path = item.name if directory == "." else posixpath.join(directory, item.name)
+            if item.file_type == "directory":
+                found += self.output_files(ids, directory_id, path)
+            else:
+                found.append(OutputFile(directory_id, path, item.download_url, item.content_length or 0))
+        return found
+
+    def read_from(self, url: str, offset: int) -> bytes:
+        """The bytes of a file from `offset` on (a ranged GET on its SAS URL), b'' when there is nothing new."""
+        response = self._http.get(url, headers={"Range": f"bytes={offset}-"}, timeout=60)
+        if response.status_code == 416:
+            return b""
+        response.raise_for_status()
+        return response.content
+
+    def download(self, url: str, destination: Path) -> None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with self._http.get(url, stream=True, timeout=300) as response:
+            response.raise_for_status()
+            with destination.open("wb") as handle:
+                shutil.copyfileobj(response.raw, handle)

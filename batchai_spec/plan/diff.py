@@ -1,0 +1,207 @@
+"""desired x observed -> Plan. Pure: no I/O, no SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+from batchai_spec.errors import UserError
+from batchai_spec.graph import KINDS, Graph, Resource, prune
+from batchai_spec.observed import Observed
+from batchai_spec.plan.model import Action, FieldChange, Plan, ResourceChange
+from batchai_spec.plan.policy import forces_replacement
+from batchai_spec.sensitive import MASK, changed_sensitive_paths, masked, without_write_only
+
+_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
+_RUNNING_STATES = ("queued", "running", "terminating")
+
+
+def field_changes(kind: str, before: Any, after: Any, path: str = "") -> list[FieldChange]:
+    """Leaf-level differences between two normalised bodies, with nested paths like a.b[0].c."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes: list[FieldChange] = []
+        for key in sorted(set(before) | set(after)):
+            sub = f"{path}.{key}" if path else key
+            changes += field_changes(kind, before.get(key), after.get(key), sub)
+        return changes
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        changes = []
+        for index, (old, new) in enumerate(zip(before, after)):
+            changes += field_changes(kind, old, new, f"{path}[{index}]")
+        return changes
+    if before == after:
+        return []
+    return [FieldChange(path, before, after, forces_replacement(kind, path))]
+
+
+def _sensitive_changes(resource: Resource, observed: Observed, salt: str | None) -> list[FieldChange]:
+    if resource.kind not in ("cluster", "job") or salt is None:
+        return []
+    stored = observed.meta.get("fingerprint")
+    return [
+        FieldChange(path, MASK, MASK, forces_replacement(resource.kind, path), sensitive=True)
+        for path in changed_sensitive_paths(resource.desired, salt, stored)
+    ]
+
+
+def _change_for(resource: Resource, observed: Observed, salt: str | None) -> ResourceChange:
+    after = masked(resource.desired)
+    if not observed.exists:
+        return ResourceChange(resource.address, resource.kind, Action.CREATE, ["not found"], after=after)
+    before = observed.state
+    fields = field_changes(resource.kind, before, prune(without_write_only(resource.desired)))
+    fields += _sensitive_changes(resource, observed, salt)
+    change = ResourceChange(resource.address, resource.kind, Action.NO_OP, before=before, after=after, fields=fields)
+    replace_paths = [f.path for f in fields if f.forces_replacement]
+    if replace_paths:
+        change.action = Action.REPLACE
+        change.replace_paths = replace_paths
+        change.reasons.append(f"{', '.join(replace_paths)} cannot be changed in place")
+    elif fields:
+        change.action = Action.UPDATE
+        change.reasons.append(f"{', '.join(f.path for f in fields)} changed")
+    return change
+
+
+def _order(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
+    return sorted(changes, key=lambda c: (_KIND_ORDER[c.kind], c.address))
+
+
+def _live_fingerprint(observed: dict[str, Observed]) -> str:
+    """Stable facts of the live state (not the moving ones: job execution, node counts)."""
+    stable = {
+        address: [o.state, o.owned, o.meta.get("fingerprint"), o.meta.get("inputs_digest"), o.meta.get("salt")]
+        for address, o in sorted(observed.items())
+    }
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _check_addresses(graph: Graph, observed: dict[str, Observed], addresses: Iterable[str], flag: str) -> None:
+    unknown = sorted(a for a in addresses if a not in graph.resources and a not in observed)
+    if unknown:
+        known = ", ".join(sorted(graph.resources)[:8])
+        raise UserError(f"{flag} {unknown[0]}: no such address in this spec (addresses look like: {known}, ...)")
+
+
+def _with_dependencies(graph: Graph, addresses: Iterable[str]) -> set[str]:
+    selected: set[str] = set()
+    pending = list(addresses)
+    while pending:
+        address = pending.pop()
+        if address in selected:
+            continue
+        selected.add(address)
+        if address in graph.resources:
+            pending.extend(graph.resources[address].depends_on)
+    return selected
+
+
+def _cascade(graph: Graph, observed: dict[str, Observed], changes: dict[str, ResourceChange]) -> None:
+    """A replaced parent takes its children with it; a replaced cluster takes the jobs that are still running on it."""
+    for resource in graph:  # parents come first, so a cascade runs down the whole tree in one pass
+        change = changes.get(resource.address)
+        if change is None or change.action not in (Action.NO_OP, Action.UPDATE):
+            continue
+        for dependency in resource.depends_on:
+            parent = changes.get(dependency)
+            if parent is None or parent.action is not Action.REPLACE:
+                continue
+            if parent.kind == "cluster" and resource.kind == "job":
+                state = observed[resource.address].meta.get("execution_state")
+                if state not in _RUNNING_STATES:
+                    continue
+                reason = f"{dependency} is replaced while this job is {state}"
+            elif parent.kind == "file":
+                continue  # input files changed: handled by the job's input digest
+            else:
+                reason = f"{dependency} is replaced"
+            change.action = Action.REPLACE
+            change.reasons.append(reason)
+            break
+
+
+def build_plan(
+    graph: Graph,
+    observed: dict[str, Observed],
+    *,
+    spec_path: str,
+    target: str,
+    replace: Iterable[str] = (),
+    only: Iterable[str] = (),
+) -> Plan:
+    replace, only = set(replace), set(only)
+    _check_addresses(graph, observed, replace, "--replace")
+    _check_addresses(graph, observed, only, "--target")
+    workspace = next(iter(graph.by_kind("workspace")), None)
+    salt = observed[workspace.address].meta.get("salt") if workspace else None
+    _check_workspace_owner(graph, observed)
+
+    changes: dict[str, ResourceChange] = {}
+    for resource in graph:
+        live = observed[resource.address]
+        if not resource.managed:
+            if not live.exists:
+                raise UserError(
+                    f"{resource.address} is declared as existing but was not found; create it first or set existing: false"
+                )
+            continue
+        change = _change_for(resource, live, salt)
+        if resource.kind == "job" and live.exists:
+            _job_inputs(resource, live, change, changes)
+        if resource.address in replace and change.action is not Action.CREATE:
+            change.action = Action.REPLACE
+            change.reasons.append("requested with --replace")
+        changes[resource.address] = change
+    _cascade(graph, observed, changes)
+
+    for address, live in observed.items():
+        if address not in graph.resources and live.exists and live.owned:
+            changes[address] = ResourceChange(
+                address, live.kind, Action.DELETE, ["owned by this spec but no longer declared"], before=live.state
+            )
+    if only:
+        selected = _with_dependencies(graph, only)
+        changes = {address: change for address, change in changes.items() if address in selected}
+    return Plan(graph.spec_name, spec_path, target, "apply", _order(changes.values()), _live_fingerprint(observed))
+
+
+def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:
+    if live.meta.get("inputs_digest") == resource.extra["inputs_digest"]:
+        return
+    changed = [a for a in resource.extra["input_files"] if changes.get(a) and changes[a].action is not Action.NO_OP]
+    reason = (
+        f"input files changed: {', '.join(changed)}" if changed else "input files differ from those the job ran with"
+    )
+    change.action = Action.REPLACE
+    change.reasons.append(reason)
+
+
+def _check_workspace_owner(graph: Graph, observed: dict[str, Observed]) -> None:
+    from batchai_spec.ownership import SPEC_TAG
+
+    for workspace in graph.by_kind("workspace"):
+        live = observed[workspace.address]
+        other = live.meta.get("tags", {}).get(SPEC_TAG) if live.exists else None
+        if other and other != graph.spec_name:
+            raise UserError(
+                f"{workspace.address} is managed by another spec ({other!r}); a workspace belongs to one spec"
+            )
+
+
+def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path: str, target: str) -> Plan:
+    """Everything the spec owns, and nothing else; the resource group only if the spec allows it."""
+    changes = []
+    for address, live in observed.items():
+        if not live.exists:
+            continue
+        resource = graph.resources.get(address)
+        if resource is not None and not resource.managed:
+            continue  # referenced as existing: never deleted
+        # A resource group that existed before the spec is adopted, and deleted only if the spec says so.
+        allowed = live.owned or (live.kind == "resource_group" and resource and resource.extra["delete_on_destroy"])
+        if allowed:
+            reason = "owned by this spec" if live.owned else "resource_group.delete_on_destroy is true"
+            changes.append(ResourceChange(address, live.kind, Action.DELETE, [reason], before=live.state))
+    ordered = sorted(changes, key=lambda c: (-_KIND_ORDER[c.kind], c.address))
+    return Plan(graph.spec_name, spec_path, target, "destroy", ordered, _live_fingerprint(observed))

@@ -1,0 +1,215 @@
+"""The plan layer without a target: graph, diff, policy, renderers. Live reads are covered in test_plan_live.py."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from batchai_spec.errors import UserError
+from batchai_spec.graph import build_graph
+from batchai_spec.observed import Observed
+from batchai_spec.plan import Action, build_destroy_plan, build_plan
+from batchai_spec.plan.diff import field_changes
+from batchai_spec.plan.render_markdown import GITHUB_COMMENT_LIMIT, render_markdown
+from batchai_spec.plan.render_text import render_text
+from batchai_spec.sensitive import Sensitive, changed_sensitive_paths, fingerprints, masked
+from batchai_spec.spec import load_spec
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+
+
+def write_spec(tmp_path: Path, jobs: int = 1, password: str | None = None) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    user = "{admin_user_name: demo" + (f", admin_user_password: '{password}'" if password else "") + "}"
+    job_text = "\n".join(
+        textwrap.indent(
+            textwrap.dedent(
+                f"""\
+                - name: job{index}
+                  cluster: gpu
+                  node_count: 1
+                  input_directories: {{CODE: $AZ_BATCHAI_MOUNT_ROOT/share/code}}
+                  std_out_err_path_prefix: $AZ_BATCHAI_MOUNT_ROOT/share
+                  custom_toolkit: {{command_line: python $AZ_BATCHAI_INPUT_CODE/train.py --lr 0.{index}}}
+                """
+            ),
+            "      ",
+        )
+        for index in range(jobs)
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            name: offline
+            resource_group: {{name: rg, location: eastus}}
+            storage:
+              account: {{name: acct}}
+              file_shares:
+                - name: share
+                  quota_gb: 5
+                  uploads: [{{source: train.py, destination: code/train.py}}]
+            workspace: {{name: ws}}
+            clusters:
+              - name: gpu
+                vm_size: standard_nc6
+                scale: {{manual: {{target_node_count: 1}}}}
+                user_account: {user}
+                node_setup:
+                  mount_volumes:
+                    azure_file_shares: [{{share: share, relative_mount_path: share}}]
+            experiments:
+              - name: exp
+                jobs:
+            """
+        )
+        + job_text
+        + "\n"
+    )
+    return spec
+
+
+def absent(graph) -> dict[str, Observed]:
+    return {r.address: Observed(r.address, r.kind, r.ids, None) for r in graph}
+
+
+def converged(graph, salt: str = "salt") -> dict[str, Observed]:
+    """What the live read returns after an apply of exactly this graph."""
+    from batchai_spec.graph import prune
+    from batchai_spec.sensitive import without_write_only
+
+    observed = {}
+    for r in graph:
+        meta = {}
+        if r.kind == "workspace":
+            meta = {"salt": salt, "tags": {}}
+        if r.kind in ("cluster", "job"):
+            meta["fingerprint"] = fingerprints(r.desired, salt)
+        if r.kind == "job":
+            meta["inputs_digest"] = r.extra["inputs_digest"]
+            meta["execution_state"] = "succeeded"
+        observed[r.address] = Observed(r.address, r.kind, r.ids, prune(without_write_only(r.desired)), True, meta)
+    return observed
+
+
+def test_plan_from_nothing_creates_every_resource(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    plan = build_plan(graph, absent(graph), spec_path="spec.yaml", target="test")
+    assert [c.action for c in plan.changes] == [Action.CREATE] * len(graph.resources)
+    assert plan.summary() == f"Plan: {len(graph.resources)} to add, 0 to change, 0 to replace, 0 to destroy."
+    assert graph.resources["cluster.gpu"].desired["vm_size"] == "STANDARD_NC6"
+
+
+def test_converged_state_plans_no_changes(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path, password="hunter2-secret")), SUBSCRIPTION)
+    plan = build_plan(graph, converged(graph), spec_path="spec.yaml", target="test")
+    assert not plan.has_changes
+    assert render_text(plan).plain.strip() == "No changes."
+
+
+def test_scale_change_is_in_place_and_vm_size_forces_replacement(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    observed = converged(graph)
+    live = observed["cluster.gpu"].state
+    live["scale_settings"]["manual"]["target_node_count"] = 3
+    plan = build_plan(graph, observed, spec_path="s", target="t")
+    change = next(c for c in plan.changes if c.address == "cluster.gpu")
+    assert change.action is Action.UPDATE
+    assert [f.path for f in change.fields] == ["scale_settings.manual.target_node_count"]
+
+    live["vm_size"] = "STANDARD_NC12"
+    plan = build_plan(graph, observed, spec_path="s", target="t")
+    change = next(c for c in plan.changes if c.address == "cluster.gpu")
+    assert change.action is Action.REPLACE
+    assert change.replace_paths == ["vm_size"]
+    text = render_text(plan).plain
+    assert '~ vm_size = "STANDARD_NC12" -> "STANDARD_NC6"  # forces replacement' in text
+
+
+def test_password_change_is_seen_only_through_its_fingerprint(tmp_path):
+    old = build_graph(load_spec(write_spec(tmp_path, password="old-password-1")), SUBSCRIPTION)
+    new = build_graph(load_spec(write_spec(tmp_path, password="new-password-2")), SUBSCRIPTION)
+    plan = build_plan(new, converged(old), spec_path="s", target="t")
+    change = next(c for c in plan.changes if c.address == "cluster.gpu")
+    assert change.action is Action.REPLACE
+    assert change.replace_paths == ["user_account_settings.admin_user_password"]
+    rendered = render_text(plan).plain + json.dumps(plan.to_json(), default=str) + render_markdown(plan)
+    assert "old-password-1" not in rendered and "new-password-2" not in rendered
+    assert "(sensitive)" in rendered
+
+
+def test_changed_input_file_replaces_the_job_that_reads_it(tmp_path):
+    spec = write_spec(tmp_path)
+    before = converged(build_graph(load_spec(spec), SUBSCRIPTION))
+    (tmp_path / "train.py").write_text("print('changed')\n")
+    graph = build_graph(load_spec(spec), SUBSCRIPTION)
+    plan = build_plan(graph, before, spec_path="s", target="t")
+    actions = {c.address: c.action for c in plan.changes if c.action is not Action.NO_OP}
+    assert actions == {"file.share/code/train.py": Action.UPDATE, "job.exp/job0": Action.REPLACE}
+    job = next(c for c in plan.changes if c.address == "job.exp/job0")
+    assert job.reasons == ["input files changed: file.share/code/train.py"]
+
+
+def test_owned_undeclared_resources_are_deleted_and_foreign_ones_left_alone(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    observed = converged(graph)
+    ids = graph.resources["cluster.gpu"].ids
+    observed["cluster.old"] = Observed("cluster.old", "cluster", {**ids, "cluster": "old"}, {"vm_size": "X"}, owned=True)
+    observed["cluster.theirs"] = Observed("cluster.theirs", "cluster", {**ids, "cluster": "theirs"}, {"vm_size": "X"})
+    plan = build_plan(graph, observed, spec_path="s", target="t")
+    assert [(c.address, c.action) for c in plan.changes if c.action is not Action.NO_OP] == [
+        ("cluster.old", Action.DELETE)
+    ]
+
+
+def test_replace_flag_and_unknown_addresses(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    plan = build_plan(graph, converged(graph), spec_path="s", target="t", replace=["job.exp/job0"])
+    assert [c.address for c in plan.changes if c.action is Action.REPLACE] == ["job.exp/job0"]
+    with pytest.raises(UserError, match="--target cluster.nope: no such address"):
+        build_plan(graph, converged(graph), spec_path="s", target="t", only=["cluster.nope"])
+
+
+def test_target_limits_the_plan_to_the_address_and_its_dependencies(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    plan = build_plan(graph, absent(graph), spec_path="s", target="t", only=["cluster.gpu"])
+    assert {c.address for c in plan.changes} == {
+        "resource_group.rg", "storage_account.acct", "file_share.share", "workspace.ws", "cluster.gpu"
+    }
+
+
+def test_destroy_deletes_owned_resources_children_first(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    observed = converged(graph)
+    observed["resource_group.rg"].owned = False  # existed before the spec: adopted, never deleted
+    plan = build_destroy_plan(graph, observed, spec_path="s", target="t")
+    order = [c.address for c in plan.changes]
+    assert "resource_group.rg" not in order
+    assert order.index("job.exp/job0") < order.index("experiment.exp") < order.index("workspace.ws")
+    assert order.index("file.share/code/train.py") < order.index("directory.share/code") < order.index("file_share.share")
+
+
+def test_markdown_of_a_2000_job_sweep_stays_under_githubs_limit(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path, jobs=2000)), SUBSCRIPTION)
+    plan = build_plan(graph, absent(graph), spec_path="s", target="t")
+    markdown = render_markdown(plan)
+    assert len(markdown) <= GITHUB_COMMENT_LIMIT
+    assert markdown.startswith("### batchai-spec plan: `offline`")
+    assert "were left out to stay within GitHub's 65,536-character limit" in markdown
+
+
+def test_field_changes_and_sensitive_helpers():
+    assert [c.path for c in field_changes("cluster", {"a": {"b": [1, 2]}}, {"a": {"b": [1, 3]}})] == ["a.b[1]"]
+    tree = {"secrets": [{"name": "TOKEN", "value": Sensitive("s3cr3t")}], "x": Sensitive(None, derived_from="k")}
+    assert masked(tree) == {"secrets": [{"name": "TOKEN", "value": "(sensitive)"}], "x": "(sensitive)"}
+    stored = fingerprints(tree, "salt")
+    assert "s3cr3t" not in stored
+    assert changed_sensitive_paths(tree, "salt", stored) == []
+    renamed = {"secrets": [{"name": "OTHER", "value": Sensitive("s3cr3t")}]}
+    assert changed_sensitive_paths(renamed, "salt", stored) == ["secrets[OTHER].value"]
+    assert repr(Sensitive("s3cr3t")) == "(sensitive)"
