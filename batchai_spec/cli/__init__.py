@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -12,6 +13,9 @@ from batchai_spec.cli.app import app, console_err, state
 from batchai_spec.errors import UserError
 
 # Command modules register themselves on `app` when imported; one import line per module.
+from batchai_spec.cli import plan as _plan  # noqa: E402,F401
+from batchai_spec.cli import apply as _apply  # noqa: E402,F401
+from batchai_spec.cli import day2 as _day2  # noqa: E402,F401
 
 
 def main() -> None:
@@ -24,8 +28,10 @@ def main() -> None:
         console_err.print(f"[bold red]Error:[/] {escape(error.message)}")
         sys.exit(error.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        console_err.print("Interrupted.")
-        sys.exit(130)
+        console_err.print("Interrupted. Run the same command again to finish: completed changes are not repeated.")
+        # Worker threads may be inside a long SDK call; the service side keeps going without them.
+        sys.stdout.flush()
+        os._exit(130)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as usage:

@@ -1,0 +1,45 @@
+"""Options and plumbing shared by the commands that talk to a target (plan, apply, destroy, status...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from batchai_spec.azure.target import resolve_target
+from batchai_spec.session import Session
+
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        envvar="BATCHAI_SPEC_BACKEND",
+        help="Where the spec lives: 'local' (the embedded emulator, default) or 'azure'.",
+    ),
+]
+StateDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--state-dir",
+        envvar="BATCHAI_SPEC_STATE_DIR",
+        help="State directory of the local emulator (default: .batchai-spec in the working directory).",
+    ),
+]
+ParallelismOption = Annotated[
+    int, typer.Option("--parallelism", min=1, max=64, help="Requests (and changes) in flight at once.")
+]
+
+
+def open_session(
+    spec_path: Path,
+    var: list[str] | None,
+    var_file: list[Path] | None,
+    backend: str,
+    state_dir: Path | None,
+    parallelism: int = 10,
+) -> Session:
+    from batchai_spec.cli.options import load_spec_from_cli
+
+    loaded = load_spec_from_cli(spec_path, var, var_file)
+    return Session(loaded, resolve_target(backend, state_dir), parallelism=parallelism)

@@ -1,0 +1,139 @@
+"""Day-2 commands: `status`, `logs`, `outputs`, `force-unlock`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from batchai_spec.azure.watch import STDOUTERR, Watch
+from batchai_spec.cli.app import app, console
+from batchai_spec.cli.common import BackendOption, StateDirOption, open_session
+from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
+from batchai_spec.engine.lock import force_unlock as remove_lock
+from batchai_spec.engine.waits import LOG_FILES, Waits
+from batchai_spec.errors import UserError
+from batchai_spec.graph import Resource
+from batchai_spec.observed import Observed
+from batchai_spec.session import Session
+from batchai_spec.ui.reporters import PlainReporter
+
+JobArgument = Annotated[str, typer.Argument(help="The job: EXPERIMENT/JOB, or JOB when its name is unique.", show_default=False)]
+
+
+def _job(session: Session, name: str) -> Resource:
+    jobs = session.graph.by_kind("job")
+    matches = [job for job in jobs if f"{job.ids['experiment']}/{job.ids['job']}" == name or job.ids["job"] == name]
+    if len(matches) != 1:
+        known = ", ".join(f"{j.ids['experiment']}/{j.ids['job']}" for j in jobs[:10]) or "none"
+        reason = "is ambiguous" if matches else "is not a job of this spec"
+        raise UserError(f"{name!r} {reason} (jobs: {known})")
+    return matches[0]
+
+
+def _details(live: Observed) -> tuple[str, str]:
+    if not live.exists:
+        return "missing", ""
+    meta = live.meta
+    if live.kind == "cluster":
+        counts = ", ".join(
+            f"{key.replace('_node_count', '')} {value}" for key, value in sorted(meta.get("node_state_counts", {}).items()) if value
+        )
+        return meta.get("allocation_state") or "?", f"{meta.get('current_node_count', 0)} nodes" + (f" ({counts})" if counts else "")
+    if live.kind == "job":
+        exit_code = meta.get("exit_code")
+        return meta.get("execution_state") or "?", "" if exit_code is None else f"exit code {exit_code}"
+    if live.kind == "file":
+        return "present", f"{live.state.get('size', 0):,} bytes"
+    return "present", ""
+
+
+@app.command()
+def status(
+    spec: SpecArgument,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+) -> None:
+    """A live table of every resource of the spec: its state, node counts, job states and exit codes."""
+    session = open_session(spec, var, var_file, backend, state_dir)
+    observed = session.observe()
+    table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
+    for column in ("Address", "State", "Details", "Owned"):
+        table.add_column(column)
+    addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
+    for address in addresses:
+        live = observed[address]
+        if address not in session.graph.resources and not (live.exists and live.owned):
+            continue
+        state, details = _details(live)
+        table.add_row(address, state, details, "yes" if live.owned else ("no" if live.exists else ""))
+    console.print(table)
+
+
+@app.command()
+def logs(
+    spec: SpecArgument,
+    job: JobArgument,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends.")] = False,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
+    session = open_session(spec, var, var_file, backend, state_dir)
+    resource = _job(session, job)
+    watch = Watch(session.clients)
+    if follow:
+        Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
+        return
+    files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
+    for name in LOG_FILES:
+        if name in files:
+            console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
+
+
+@app.command()
+def outputs(
+    spec: SpecArgument,
+    job: JobArgument,
+    download: Annotated[Optional[Path], typer.Option("--download", help="Download the files into this directory.")] = None,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+) -> None:
+    """List (and download) the files of a job's output directories and of its stdouterr directory."""
+    session = open_session(spec, var, var_file, backend, state_dir)
+    resource = _job(session, job)
+    watch = Watch(session.clients)
+    status = watch.job(resource.ids)
+    files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
+    table = Table(title=f"{resource.address} ({status.execution_state})")
+    for column in ("Directory", "File", "Bytes"):
+        table.add_column(column)
+    for file in files:
+        table.add_row(file.directory_id, file.path, f"{file.size:,}")
+    console.print(table)
+    if download is not None:
+        for file in files:
+            watch.download(file.url, download / file.directory_id / file.path)
+        console.print(f"Downloaded {len(files)} files to {download}")
+
+
+@app.command("force-unlock")
+def force_unlock(
+    spec: SpecArgument,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+) -> None:
+    """Remove the apply lock of a spec whose holder is gone."""
+    session = open_session(spec, var, var_file, backend, state_dir)
+    holder = remove_lock(session.target.lock_dir, session.loaded.spec.name)
+    console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")

@@ -1,0 +1,60 @@
+"""`batchai-spec plan`: the spec diffed against the live state, for people (text), machines (json) and reviews (markdown)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from batchai_spec.cli.app import app, console
+from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
+from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
+from batchai_spec.plan.render_markdown import render_markdown
+from batchai_spec.plan.render_text import render_text
+from batchai_spec.plan.saved import save_plan
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def plan(
+    spec: SpecArgument,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    output_format: Annotated[PlanFormat, typer.Option("--format", help="text, json or markdown.")] = PlanFormat.text,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan for `apply FILE`.")] = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 0 without changes, 2 with changes, 1 on error.")
+    ] = False,
+    target: Annotated[
+        Optional[list[str]], typer.Option("--target", metavar="ADDRESS", help="Plan only this address and what it needs.")
+    ] = None,
+    replace: Annotated[
+        Optional[list[str]], typer.Option("--replace", metavar="ADDRESS", help="Plan to replace this resource.")
+    ] = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+    parallelism: ParallelismOption = 16,
+) -> None:
+    """Show what `apply` would change, without changing anything."""
+    session = open_session(spec, var, var_file, backend, state_dir, parallelism)
+    result, _ = session.plan(replace=replace or (), only=target or ())
+    if output_format is PlanFormat.json:
+        console.print_json(json.dumps(result.to_json(), default=str))
+    elif output_format is PlanFormat.markdown:
+        console.out(render_markdown(result), highlight=False)
+    else:
+        console.print(render_text(result))
+    if out is not None:
+        save_plan(result, out, replace=replace or (), only=target or ())
+        if output_format is PlanFormat.text:
+            console.print(f"Saved the plan to {out}; apply it with: batchai-spec apply {out}")
+    if detailed_exitcode and result.has_changes:
+        raise typer.Exit(2)

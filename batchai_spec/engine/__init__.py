@@ -1,0 +1,1 @@
+"""Executing plans: the DAG walk, retries, waits, locks."""

@@ -1,0 +1,203 @@
+"""Apply a plan: deletions first, children before parents; then creations and updates, parents before children;
+each phase a DAG walked with bounded parallelism. Every step is idempotent, so a failed or interrupted apply is
+finished by running apply again."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from batchai_spec.azure.changes import Changes, DirectoryNotEmpty
+from batchai_spec.azure.errors import describe
+from batchai_spec.engine.retry import with_retries
+from batchai_spec.engine.waits import Waits
+from batchai_spec.errors import UserError
+from batchai_spec.graph import Graph
+from batchai_spec.observed import Observed
+from batchai_spec.plan.model import Action, Plan
+from batchai_spec.ui.reporters import Reporter
+
+_STRUCTURAL_PARENT = {
+    "storage_account": "resource_group",
+    "workspace": "resource_group",
+    "cluster": "workspace",
+    "experiment": "workspace",
+}
+
+
+@dataclass
+class Step:
+    address: str
+    kind: str
+    operation: str  # "create", "update" or "delete"
+    run: Callable[[], None]
+    after: set[str] = field(default_factory=set)
+
+
+class ApplyFailed(UserError):
+    pass
+
+
+def parents(address: str, graph: Graph, observed: dict[str, Observed], known: set[str]) -> set[str]:
+    """What `address` lives in or needs: graph dependencies, or for undeclared resources their containers."""
+    if address in graph.resources:
+        return set(graph.resources[address].depends_on)
+    live = observed[address]
+    kind, ids = live.kind, live.ids
+    if kind in ("directory", "file"):
+        parent_path = ids["path"].rsplit("/", 1)[0] if "/" in ids["path"] else ""
+        candidate = f"directory.{ids['share']}/{parent_path}" if parent_path else f"file_share.{ids['share']}"
+        return {candidate} if candidate in known else set()
+    if kind == "file_share":
+        return {f"storage_account.{ids['account']}"}
+    if kind == "job":
+        return {f"experiment.{ids['experiment']}"}
+    parent_kind = _STRUCTURAL_PARENT.get(kind)
+    if parent_kind is None:
+        return set()
+    key = "resource_group" if parent_kind == "resource_group" else "workspace"
+    return {f"{parent_kind}.{ids[key]}"}
+
+
+class Executor:
+    def __init__(
+        self,
+        plan: Plan,
+        graph: Graph,
+        observed: dict[str, Observed],
+        changes: Changes,
+        waits: Waits,
+        reporter: Reporter,
+        *,
+        parallelism: int = 10,
+    ):
+        self.plan = plan
+        self.graph = graph
+        self.observed = observed
+        self.changes = changes
+        self.waits = waits
+        self.reporter = reporter
+        self.parallelism = parallelism
+        self.done: list[str] = []
+        self.created_jobs: list[str] = []
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+
+    def _delete_step(self, address: str, kind: str) -> Callable[[], None]:
+        ids = self.observed[address].ids
+
+        def run() -> None:
+            if kind == "job" and self.observed[address].meta.get("execution_state") in ("queued", "running"):
+                self.changes.terminate_job(ids)
+            getattr(self.changes, f"delete_{kind}")(ids)
+
+        return run
+
+    def _create_step(self, address: str, kind: str, action: Action) -> Callable[[], None]:
+        resource = self.graph.resources[address]
+
+        def run() -> None:
+            if kind == "file":
+                self.changes.upload_file(
+                    resource, lambda done, total: self.reporter.emit("upload.progress", address=address, done=done, total=total)
+                )
+            elif action is Action.UPDATE:
+                getattr(self.changes, f"update_{kind}")(resource)
+            else:
+                getattr(self.changes, f"create_{kind}")(resource)
+            if kind == "cluster":
+                self.waits.cluster_ready(resource)
+            if kind == "job":
+                self.created_jobs.append(address)
+
+        return run
+
+    def steps(self) -> tuple[list[Step], list[Step]]:
+        deletions: dict[str, Step] = {}
+        creations: dict[str, Step] = {}
+        for change in self.plan.changes:
+            if change.action in (Action.DELETE, Action.REPLACE):
+                deletions[change.address] = Step(
+                    change.address, change.kind, "delete", self._delete_step(change.address, change.kind)
+                )
+            if change.action in (Action.CREATE, Action.REPLACE, Action.UPDATE):
+                operation = "update" if change.action is Action.UPDATE else "create"
+                if change.kind == "file":
+                    operation = "upload"
+                creations[change.address] = Step(
+                    change.address, change.kind, operation, self._create_step(change.address, change.kind, change.action)
+                )
+        known = set(self.graph.resources) | set(self.observed)
+        for step in deletions.values():
+            # A parent is deleted after its children.
+            for parent in parents(step.address, self.graph, self.observed, known):
+                if parent in deletions:
+                    deletions[parent].after.add(step.address)
+        for step in creations.values():
+            step.after = {parent for parent in parents(step.address, self.graph, self.observed, known) if parent in creations}
+        return list(deletions.values()), list(creations.values())
+
+    # -- the walk -------------------------------------------------------------------------------------------------
+
+    def _run_step(self, step: Step) -> None:
+        self.reporter.emit("change.started", address=step.address, operation=step.operation)
+        started = time.monotonic()
+        try:
+            with_retries(
+                step.run,
+                on_retry=lambda error, delay: self.reporter.emit(
+                    "change.retry", address=step.address, error=describe(error), delay=delay
+                ),
+            )
+        except DirectoryNotEmpty as kept:
+            self.reporter.emit("change.skipped", address=step.address, reason=f"left in place: {kept}")
+            return
+        self.reporter.emit(
+            "change.finished", address=step.address, operation=step.operation, seconds=time.monotonic() - started
+        )
+
+    def _walk(self, steps: list[Step]) -> None:
+        pending = {step.address: step for step in steps}
+        finished: set[str] = set()
+        running: dict[Future, Step] = {}
+        failure: tuple[Step, BaseException] | None = None
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
+            while pending or running:
+                if failure is None:
+                    for address, step in list(pending.items()):
+                        if len(running) >= self.parallelism:
+                            break
+                        if step.after <= finished:
+                            running[pool.submit(self._run_step, step)] = pending.pop(address)
+                if not running:
+                    if pending and failure is None:
+                        raise AssertionError(f"dependency cycle among {sorted(pending)}")
+                    break
+                completed, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in completed:
+                    step = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        finished.add(step.address)
+                        self.done.append(f"{step.operation} {step.address}")
+                    elif failure is None:
+                        failure = (step, error)
+                        message = error.message if isinstance(error, UserError) else describe(error)
+                        self.reporter.emit(
+                            "change.failed", address=step.address, operation=step.operation, error=message
+                        )
+        if failure is not None:
+            step, error = failure
+            message = error.message if isinstance(error, UserError) else describe(error)
+            done = "; ".join(self.done) if self.done else "nothing"
+            raise ApplyFailed(
+                f"{step.operation} {step.address} failed: {message}. Already done: {done}. "
+                "Run the same command again to finish: completed changes are not repeated."
+            ) from error
+
+    def run(self) -> None:
+        deletions, creations = self.steps()
+        self._walk(deletions)
+        self._walk(creations)

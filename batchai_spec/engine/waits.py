@@ -1,0 +1,139 @@
+"""Waiting on the service: polls that back off (fast at first, then every few seconds) and end with a timeout."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from batchai_spec.azure.watch import STDOUTERR, JobStatus, OutputFile, Watch
+from batchai_spec.engine.retry import with_retries
+from batchai_spec.errors import UserError
+from batchai_spec.graph import Resource
+from batchai_spec.ui.reporters import Reporter
+
+FINISHED = ("succeeded", "failed")
+LOG_FILES = ("stdout.txt", "stderr.txt")
+
+
+class Backoff:
+    def __init__(self, first: float = 0.2, factor: float = 1.5, most: float = 5.0, sleep: Callable = time.sleep):
+        self.first, self.factor, self.most, self.sleep = first, factor, most, sleep
+        self.delay = first
+
+    def wait(self) -> None:
+        self.sleep(self.delay)
+        self.delay = min(self.most, self.delay * self.factor)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+@dataclass
+class Timeouts:
+    cluster: float = 1800.0
+    job: float = 7 * 24 * 3600.0
+
+
+class Waits:
+    def __init__(self, watch: Watch, reporter: Reporter, timeouts: Timeouts | None = None):
+        self.watch = watch
+        self.reporter = reporter
+        self.timeouts = timeouts or Timeouts()
+
+    def cluster_ready(self, cluster: Resource) -> None:
+        """Until allocation is steady with the nodes the scale settings ask for; unusable nodes fail at once."""
+        scale = cluster.desired["scale_settings"]
+        wanted = scale["manual"]["target_node_count"] if "manual" in scale else scale["auto_scale"].get("minimum_node_count", 0)
+        deadline = time.monotonic() + self.timeouts.cluster
+        backoff = Backoff()
+        last = None
+        while True:
+            status = with_retries(lambda: self.watch.cluster(cluster.ids))
+            seen = (status.allocation_state, tuple(sorted(status.counts.items())))
+            if seen != last:
+                self.reporter.emit(
+                    "cluster.waiting", address=cluster.address, allocation_state=status.allocation_state, counts=status.counts
+                )
+                last = seen
+            unusable = status.counts.get("unusable_node_count", 0)
+            if unusable or status.errors:
+                details = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors) or "no details"
+                raise UserError(f"{cluster.address} has {unusable} unusable node(s): {details}")
+            usable = status.counts.get("idle_node_count", 0) + status.counts.get("running_node_count", 0)
+            if status.allocation_state == "steady" and usable >= wanted:
+                return
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"{cluster.address} was not ready after {self.timeouts.cluster:.0f}s "
+                    f"(allocation {status.allocation_state}, {usable} of {wanted} nodes); raise --cluster-timeout"
+                )
+            backoff.wait()
+
+    def follow_job(self, job: Resource, *, stream_logs: bool) -> JobStatus:
+        """Until the job ends, streaming stdout.txt and stderr.txt as they grow (ranged reads)."""
+        deadline = time.monotonic() + self.timeouts.job
+        backoff = Backoff()
+        offsets = {name: 0 for name in LOG_FILES}
+        started = time.monotonic()
+        last_state = None
+        while True:
+            status = with_retries(lambda: self.watch.job(job.ids))
+            if status.execution_state != last_state:
+                self.reporter.emit("job.state", address=job.address, state=status.execution_state)
+                last_state = status.execution_state
+            grew = False
+            if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
+                grew = self._stream(job, offsets)
+            if status.execution_state in FINISHED:
+                self.reporter.emit(
+                    "job.finished",
+                    address=job.address,
+                    state=status.execution_state,
+                    exit_code=status.exit_code,
+                    seconds=_duration(status, time.monotonic() - started),
+                )
+                return status
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"{job.address} is still {status.execution_state} after {self.timeouts.job:.0f}s; it goes on "
+                    f"running: follow it with `batchai-spec logs SPEC {job.ids['experiment']}/{job.ids['job']} -f`"
+                )
+            if grew:
+                backoff.reset()
+            backoff.wait()
+
+    def _stream(self, job: Resource, offsets: dict[str, int]) -> bool:
+        files = {f.path: f for f in with_retries(lambda: self.watch.output_files(job.ids, STDOUTERR))}
+        grew = False
+        for name in LOG_FILES:
+            file = files.get(name)
+            if file is None or file.size <= offsets[name]:
+                continue
+            data = with_retries(lambda f=file, n=name: self.watch.read_from(f.url, offsets[n]))
+            if data:
+                offsets[name] += len(data)
+                stream = name.split(".")[0]
+                self.reporter.emit("job.log", address=job.address, stream=stream, text=data.decode(errors="replace"))
+                grew = True
+        return grew
+
+    def stderr_tail(self, job: Resource, lines: int = 20) -> str:
+        files = {f.path: f for f in self.watch.output_files(job.ids, STDOUTERR)}
+        file = files.get("stderr.txt")
+        if file is None:
+            return ""
+        data = self.watch.read_from(file.url, max(0, file.size - 16384))
+        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+    def outputs(self, job: Resource, directory_ids: tuple[str, ...]) -> list[OutputFile]:
+        found: list[OutputFile] = []
+        for directory_id in (*directory_ids, STDOUTERR):
+            found += with_retries(lambda d=directory_id: self.watch.output_files(job.ids, d))
+        return found
+
+
+def _duration(status: JobStatus, fallback: float) -> float:
+    if status.start_time and status.end_time:
+        return (status.end_time - status.start_time).total_seconds()
+    return fallback

@@ -1,0 +1,152 @@
+"""Event sinks. The engine calls `emit(kind, **data)`; each reporter renders what it understands.
+
+Events: change.started/finished/failed/retry {address, operation}, upload.progress {address, done, total},
+cluster.waiting {address, allocation_state, counts}, job.state {address, state}, job.log {address, stream, text},
+job.finished {address, state, exit_code, seconds}, message {text, level}. None of them carries a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+class Reporter(Protocol):
+    def emit(self, kind: str, **data: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _describe(kind: str, data: dict[str, Any]) -> str | None:
+    address = data.get("address", "")
+    if kind == "change.started":
+        return f"{address}: {data['operation']}…"
+    if kind == "change.finished":
+        return f"{address}: {data['operation']} done ({data['seconds']:.1f}s)"
+    if kind == "change.failed":
+        return f"{address}: {data['operation']} failed: {data['error']}"
+    if kind == "change.retry":
+        return f"{address}: transient error ({data['error']}), retrying in {data['delay']:.1f}s"
+    if kind == "change.skipped":
+        return f"{address}: {data['reason']}"
+    if kind == "cluster.waiting":
+        counts = ", ".join(f"{k.replace('_node_count', '')} {v}" for k, v in sorted(data["counts"].items()) if v)
+        return f"{address}: allocation {data['allocation_state']}" + (f" ({counts})" if counts else "")
+    if kind == "job.state":
+        return f"{address}: {data['state']}"
+    if kind == "job.finished":
+        exit_code = data.get("exit_code")
+        suffix = f", exit code {exit_code}" if exit_code is not None else ""
+        return f"{address}: {data['state']}{suffix} after {data['seconds']:.0f}s"
+    if kind == "message":
+        return data["text"]
+    return None
+
+
+class PlainReporter:
+    """One line per event; upload progress in 25% steps. For logs, CI and pipes."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._reported_quarter: dict[str, int] = {}
+
+    def emit(self, kind: str, **data: Any) -> None:
+        if kind == "job.log":
+            line = data["text"]
+        elif kind == "upload.progress":
+            quarter = int(4 * data["done"] / max(data["total"], 1))
+            if quarter <= self._reported_quarter.get(data["address"], -1):
+                return
+            self._reported_quarter[data["address"]] = quarter
+            line = f"{data['address']}: uploaded {data['done']:,} of {data['total']:,} bytes\n"
+        else:
+            text = _describe(kind, data)
+            if text is None:
+                return
+            line = text + "\n"
+        with self._lock:
+            self.stream.write(line)
+            self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class JsonReporter:
+    """JSON lines for machines: {"time": ..., "event": kind, ...}."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def emit(self, kind: str, **data: Any) -> None:
+        record = {"time": round(time.time(), 3), "event": kind, **data}
+        with self._lock:
+            self.stream.write(json.dumps(record, default=str) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """Progress bars for uploads (bytes, speed, ETA) and state lines above them, on a terminal."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.progress.start()
+
+    def emit(self, kind: str, **data: Any) -> None:
+        with self._lock:
+            if kind == "upload.progress":
+                task = self._tasks.get(data["address"])
+                if task is None:
+                    task = self.progress.add_task(data["address"], total=data["total"])
+                    self._tasks[data["address"]] = task
+                self.progress.update(task, completed=data["done"])
+                return
+            if kind == "change.finished" and data["address"] in self._tasks:
+                self.progress.remove_task(self._tasks.pop(data["address"]))
+            if kind == "job.log":
+                self.progress.console.out(data["text"], end="", highlight=False)
+                return
+            text = _describe(kind, data)
+            if text is not None:
+                style = "red" if kind == "change.failed" else ("dim" if kind == "change.started" else None)
+                self.progress.console.print(text, style=style, highlight=False, markup=False)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(console: Console, *, json_lines: bool) -> Reporter:
+    if json_lines:
+        return JsonReporter()
+    if console.is_terminal:
+        return RichReporter(console)
+    return PlainReporter()
