@@ -13,6 +13,7 @@ from batchai_spec.cli.app import app, console_err, state
 from batchai_spec.errors import UserError
 
 # Command modules register themselves on `app` when imported; one import line per module.
+from batchai_spec.cli import spec_commands  # noqa: E402,F401
 from batchai_spec.cli import plan as _plan  # noqa: E402,F401
 from batchai_spec.cli import apply as _apply  # noqa: E402,F401
 from batchai_spec.cli import day2 as _day2  # noqa: E402,F401

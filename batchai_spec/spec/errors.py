@@ -49,7 +49,7 @@ def validation_error_to_spec_error(
     items = error.errors(include_url=False, include_input=False)
     for item in _without_missing_keys_explained_by_typos(items, model):
         loc = tuple(item["loc"])
-        context_error = (item.get("ctx") or {}).get("error")
+        context_error = (item.get("ctx") or {}).get("error") if item["type"] == "value_error" else None
         if isinstance(context_error, LocatedValueError):
             loc = loc + context_error.loc
         where = locate(loc, item["type"] == "extra_forbidden")
@@ -89,6 +89,8 @@ def _problem_text(item: dict[str, Any], loc: KeyPath, model: type[BaseModel], co
         return "expected a mapping"
     if kind in ("tuple_type", "list_type"):
         return "expected a list"
+    if kind.startswith("time_delta"):
+        return "expected a duration: ISO 8601 (P7D, PT1H30M), [D.]HH:MM:SS or seconds"
     return item["msg"]
 
 

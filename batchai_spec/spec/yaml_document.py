@@ -50,7 +50,7 @@ def parse_yaml(text: str) -> YamlDocument:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         # The problem text only; PyYAML's full message quotes the offending line, which may hold a secret.
-        problem = error.problem or error.context or "invalid YAML"
+        problem = ", ".join(part for part in (error.context, error.problem) if part) or "invalid YAML"
         raise YamlProblem(f"YAML syntax error: {problem}", Position.of(mark) if mark else None) from None
     except yaml.YAMLError as error:
         raise YamlProblem(f"YAML error: {type(error).__name__}", None) from None
