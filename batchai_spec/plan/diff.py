@@ -198,10 +198,12 @@ def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path
         resource = graph.resources.get(address)
         if resource is not None and not resource.managed:
             continue  # referenced as existing: never deleted
-        # A resource group that existed before the spec is adopted, and deleted only if the spec says so.
-        allowed = live.owned or (live.kind == "resource_group" and resource and resource.extra["delete_on_destroy"])
+        if live.kind == "resource_group":
+            # Deleting a group deletes everything in it, the spec's or not: only when the spec says so.
+            allowed, reason = bool(resource and resource.extra["delete_on_destroy"]), "delete_on_destroy is true"
+        else:
+            allowed, reason = live.owned, "owned by this spec"
         if allowed:
-            reason = "owned by this spec" if live.owned else "resource_group.delete_on_destroy is true"
             changes.append(ResourceChange(address, live.kind, Action.DELETE, [reason], before=live.state))
     ordered = sorted(changes, key=lambda c: (-_KIND_ORDER[c.kind], c.address))
     return Plan(graph.spec_name, spec_path, target, "destroy", ordered, _live_fingerprint(observed))

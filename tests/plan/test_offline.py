@@ -186,7 +186,7 @@ def test_target_limits_the_plan_to_the_address_and_its_dependencies(tmp_path):
 def test_destroy_deletes_owned_resources_children_first(tmp_path):
     graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
     observed = converged(graph)
-    observed["resource_group.rg"].owned = False  # existed before the spec: adopted, never deleted
+    # delete_on_destroy is false: the group stays, even though the spec created it
     plan = build_destroy_plan(graph, observed, spec_path="s", target="t")
     order = [c.address for c in plan.changes]
     assert "resource_group.rg" not in order
