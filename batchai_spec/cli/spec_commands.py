@@ -21,11 +21,11 @@ def validate(spec: SpecArgument, var: VarOption = None, var_file: VarFileOption 
     loaded = load_spec_from_cli(spec, var, var_file)
     missing: list[SpecError] = []
     resolve_uploads(loaded.spec, loaded.spec_dir, error_at=loaded.error, on_missing=missing.append)
-    console.print(escape(f"{spec}: valid"))
+    console.print(escape(f"{spec}: valid"), soft_wrap=True)
     for line in summary(loaded):
-        console.print(escape(line))
+        console.print(escape(line), soft_wrap=True)
     for warning in missing:
-        console_err.print(f"[yellow]Warning:[/] {escape(warning.message)} (needed by plan and apply)")
+        console_err.print(f"[yellow]Warning:[/] {escape(warning.message)} (needed by plan and apply)", soft_wrap=True)
 
 
 @app.command()

@@ -56,7 +56,7 @@ def load_spec(
     try:
         rendered = render_template(source, context)
     except TemplateProblem as problem:
-        where = SourceLocation(str(path), *(astuple(problem.position)))
+        where = SourceLocation(str(path), *(_line_column(problem.position)))
         raise SpecError(f"{where}: {_scrub(problem.message, context)}") from None
     document = _parse(str(path), rendered)
     if not isinstance(document.data, dict):
@@ -78,7 +78,7 @@ def read_var_file(path: Path) -> dict[str, Any]:
     try:
         document = parse_yaml(text)
     except YamlProblem as problem:
-        raise SpecError(f"{SourceLocation(str(path), *astuple(problem.position))}: {problem.message}") from None
+        raise SpecError(f"{SourceLocation(str(path), *_line_column(problem.position))}: {problem.message}") from None
     if not isinstance(document.data, dict):
         raise SpecError(f"{path}:1:1: a var file is a mapping of variable names to values, not a {_yaml_kind(document.data)}")
     return {str(key): value for key, value in document.data.items()}
@@ -104,7 +104,7 @@ def read_text(path: Path) -> str:
     return text.replace("\r\n", "\n")
 
 
-def astuple(position: Position | None) -> tuple[int, ...]:
+def _line_column(position: Position | None) -> tuple[int, ...]:
     return (position.line, position.column) if position else ()
 
 
