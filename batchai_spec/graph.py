@@ -212,11 +212,9 @@ class _Builder:
                     spec_path=("storage", "file_shares", index),
                 )
             )
-            directories = set()
-            for directory in share.directories:
-                directories.update(_with_parents(directory))
+            directories = set(share.implied_directories())
             share_uploads = [upload for upload in uploads if upload.share == share.name]
-            for upload in share_uploads:
+            for upload in share_uploads:  # files a glob found in sub-directories
                 directories.update(_with_parents(posixpath.dirname(upload.destination)))
             for directory in sorted(directories):
                 parent = posixpath.dirname(directory)

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.live import read_live
-from batchai_spec.azure.target import Target
+from batchai_spec.azure.target import Target, TargetChoice
 from batchai_spec.graph import Graph, build_graph
 from batchai_spec.observed import Observed
 from batchai_spec.plan import Plan, build_destroy_plan, build_plan
@@ -18,8 +18,13 @@ from batchai_spec.spec import LoadedSpec
 @dataclass
 class Session:
     loaded: LoadedSpec
-    target: Target
+    choice: TargetChoice
     parallelism: int = 16
+
+    @cached_property
+    def target(self) -> Target:
+        """Connected on first use, so that a lock can be taken before an embedded emulator is started."""
+        return self.choice.connect()
 
     @cached_property
     def clients(self) -> Clients:

@@ -41,8 +41,6 @@ class Target:
     # Path-style file endpoint root on the emulator; None on Azure, where each account has its own host.
     storage_url: str | None
     polling_interval: float
-    # Where locks of applies against this target live (see engine/lock.py).
-    lock_dir: Path
 
     def file_endpoint(self, account: str) -> str:
         if self.storage_url:
@@ -93,7 +91,6 @@ def local_target(state_dir: Path) -> Target:
         connection_verify=endpoint["ca_cert"],
         storage_url=endpoint["storage_url"],
         polling_interval=0.2,
-        lock_dir=state_dir / "locks",
     )
 
 
@@ -110,7 +107,7 @@ def _start_embedded(state_dir: Path) -> dict[str, Any]:
             except OSError as error:
                 raise UserError(f"cannot start the local emulator on {state_dir}: {error}") from error
             _embedded[state_dir] = running
-        return json.loads(running.endpoint.to_json())
+        return running.endpoint.to_json()
 
 
 def stop_embedded() -> None:
@@ -136,14 +133,32 @@ def azure_target() -> Target:
         connection_verify=True,
         storage_url=None,
         polling_interval=5.0,
-        lock_dir=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "batchai-spec" / "locks" / subscription_id,
     )
 
 
-def resolve_target(kind: str, state_dir: str | Path | None) -> Target:
+@dataclass(frozen=True)
+class TargetChoice:
+    """The target a command was pointed at, before anything is started or contacted."""
+
+    kind: str
+    state_dir: Path | None
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where locks of applies against this target live (engine/lock.py); known without connecting."""
+        if self.kind == "local":
+            return self.state_dir / "locks"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cache / "batchai-spec" / "locks" / os.environ.get("AZURE_SUBSCRIPTION_ID", "default")
+
+    def connect(self) -> Target:
+        return local_target(self.state_dir) if self.kind == "local" else azure_target()
+
+
+def choose_target(kind: str, state_dir: str | Path | None) -> TargetChoice:
     if kind == "local":
         chosen = state_dir or os.environ.get("BATCHAI_SPEC_STATE_DIR") or DEFAULT_STATE_DIR
-        return local_target(Path(chosen))
+        return TargetChoice("local", Path(chosen).resolve())
     if kind == "azure":
-        return azure_target()
-    raise UserError(f"unknown target {kind!r}: use 'local' or 'azure'")
+        return TargetChoice("azure", None)
+    raise UserError(f"unknown backend {kind!r}: use 'local' or 'azure'")

@@ -26,7 +26,7 @@ def main() -> None:
     except UserError as error:
         if state.debug:
             console_err.print_exception()
-        console_err.print(f"[bold red]Error:[/] {escape(error.message)}")
+        console_err.print(f"[bold red]Error:[/] {escape(error.message)}", soft_wrap=True)
         sys.exit(error.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         console_err.print("Interrupted. Run the same command again to finish: completed changes are not repeated.")

@@ -129,7 +129,7 @@ def destroy(
 
 class _locked:
     def __init__(self, session: Session, command: str, timeout: float):
-        self.lock = SpecLock(session.target.lock_dir, session.loaded.spec.name, command)
+        self.lock = SpecLock(session.choice.lock_dir, session.loaded.spec.name, command)
         self.timeout = timeout
 
     def __enter__(self):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchai_spec.azure.target import resolve_target
+from batchai_spec.azure.target import choose_target
 from batchai_spec.session import Session
 
 BackendOption = Annotated[
@@ -42,4 +42,4 @@ def open_session(
     from batchai_spec.cli.options import load_spec_from_cli
 
     loaded = load_spec_from_cli(spec_path, var, var_file)
-    return Session(loaded, resolve_target(backend, state_dir), parallelism=parallelism)
+    return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism)

@@ -135,5 +135,5 @@ def force_unlock(
 ) -> None:
     """Remove the apply lock of a spec whose holder is gone."""
     session = open_session(spec, var, var_file, backend, state_dir)
-    holder = remove_lock(session.target.lock_dir, session.loaded.spec.name)
+    holder = remove_lock(session.choice.lock_dir, session.loaded.spec.name)
     console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")
