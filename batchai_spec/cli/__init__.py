@@ -12,6 +12,7 @@ from batchai_spec.cli.app import app, console_err, state
 from batchai_spec.errors import UserError
 
 # Command modules register themselves on `app` when imported; one import line per module.
+from batchai_spec.cli import emulator  # noqa: E402,F401
 
 
 def main() -> None:
