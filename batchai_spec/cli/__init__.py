@@ -17,6 +17,7 @@ from batchai_spec.cli import spec_commands  # noqa: E402,F401
 from batchai_spec.cli import plan as _plan  # noqa: E402,F401
 from batchai_spec.cli import apply as _apply  # noqa: E402,F401
 from batchai_spec.cli import day2 as _day2  # noqa: E402,F401
+from batchai_spec.cli import emulator  # noqa: E402,F401
 
 
 def main() -> None:

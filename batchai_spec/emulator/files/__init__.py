@@ -1,0 +1,1 @@
+"""Azure Files, path-style (`/ACCOUNT/share/dir/file`): shares, directories, files, SharedKey and SAS."""

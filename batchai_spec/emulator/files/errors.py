@@ -1,0 +1,23 @@
+"""Storage error answers: XML body plus `x-ms-error-code` (HEAD answers have no body, so the header counts)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from xml.sax.saxutils import escape
+
+from starlette.responses import Response
+
+from batchai_spec.emulator.routing import ServiceError
+
+
+def render_storage_error(error: ServiceError) -> Response:
+    request_id = str(uuid.uuid4())
+    moment = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{escape(error.code)}</Code><Message>{escape(error.message)}\n"
+        f"RequestId:{request_id}\nTime:{moment}</Message></Error>"
+    )
+    headers = {"x-ms-error-code": error.code, "x-ms-request-id": request_id, **error.headers}
+    return Response(body.encode(), status_code=error.status, headers=headers, media_type="application/xml")

@@ -1,0 +1,232 @@
+"""Running the emulator: two HTTPS services on 127.0.0.1 (ARM and Azure Files) served by uvicorn in one thread.
+
+ARM and Files get a port each because their paths would collide (`/subscriptions/...` is also a valid
+`/ACCOUNT/...`). `start_in_process` serves from a background thread (tests, the CLI's embedded emulator);
+`serve` does the same in the foreground until SIGINT/SIGTERM (`batchai-spec emulator serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from batchai_spec.emulator.admin import add_admin_routes
+from batchai_spec.emulator.arm import resource_groups, storage_accounts
+from batchai_spec.emulator.arm.responses import authenticate_bearer, render_arm_error
+from batchai_spec.emulator.certs import TlsFiles, ensure_tls_files
+from batchai_spec.emulator.endpoint import ENDPOINT_FILE, Endpoint
+from batchai_spec.emulator.connections import OpenConnections
+from batchai_spec.emulator.faults import FaultBook, FaultInjector
+from batchai_spec.emulator.files import service as files_service
+from batchai_spec.emulator.files.errors import render_storage_error
+from batchai_spec.emulator.routing import Router, ServiceApp
+from batchai_spec.emulator.state import State
+from batchai_spec.errors import UserError
+
+logger = logging.getLogger("batchai_spec.emulator")
+
+# Each ARM module adds its routes here (one entry per module).
+ARM_ROUTES: tuple[Callable[[Router], None], ...] = (
+    resource_groups.add_routes,
+    storage_accounts.add_routes,
+)
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 15.0
+
+
+class RunningEmulator:
+    """An emulator serving from a background thread. `stop()` (or leaving the `with` block) shuts it down."""
+
+    def __init__(self, state: State, faults: FaultBook, endpoint: Endpoint, servers, thread, lock_fd, endpoint_path):
+        self.state = state
+        self.faults = faults
+        self.endpoint = endpoint
+        self._servers = servers
+        self._thread = thread
+        self._lock_fd = lock_fd
+        self._endpoint_path = endpoint_path
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        self._thread.join(_STOP_TIMEOUT_S)
+        if self._endpoint_path is not None:
+            self._endpoint_path.unlink(missing_ok=True)
+        self.state.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_in_process(
+    state_dir: Path, *, arm_port: int = 0, storage_port: int = 0, write_endpoint: bool = True
+) -> RunningEmulator:
+    """Serve the emulator for `state_dir` on 127.0.0.1 (port 0: a free one); returns once both ports accept."""
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock_fd = _lock_state_dir(state_dir)
+    try:
+        tls = ensure_tls_files(state_dir)
+        state = State(state_dir)
+        arm_socket = _bind(arm_port)
+        storage_socket = _bind(storage_port)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    state.arm_url = f"https://127.0.0.1:{arm_socket.getsockname()[1]}"
+    state.storage_url = f"https://127.0.0.1:{storage_socket.getsockname()[1]}"
+    faults = FaultBook(state)
+    connections = OpenConnections()
+    servers = [
+        _uvicorn_server(_arm_app(state, faults, connections), tls, connections),
+        _uvicorn_server(_storage_app(state, faults, connections), tls, connections),
+    ]
+    thread = threading.Thread(
+        target=_serve_forever, args=(servers, [arm_socket, storage_socket]), name="batchai-spec-emulator", daemon=True
+    )
+    thread.start()
+    endpoint = Endpoint(
+        pid=os.getpid(),
+        arm_url=state.arm_url,
+        storage_url=state.storage_url,
+        ca_cert=str(tls.ca_cert),
+        token=state.token,
+        subscription_id=state.subscription_id,
+        state_dir=str(state_dir),
+    )
+    endpoint_path = state_dir / ENDPOINT_FILE if write_endpoint else None
+    emulator = RunningEmulator(state, faults, endpoint, servers, thread, lock_fd, endpoint_path)
+    if not _wait_started(servers, thread):
+        emulator.stop()
+        raise UserError(f"The emulator for {state_dir} did not start (see the log above).")
+    if endpoint_path is not None:
+        endpoint.write(endpoint_path)
+    return emulator
+
+
+def serve(
+    state_dir: Path, *, arm_port: int = 0, storage_port: int = 0, on_ready: Callable[[Endpoint, Path], None]
+) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly (SQLite committed, files closed)."""
+    stop_requested = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with start_in_process(state_dir, arm_port=arm_port, storage_port=storage_port) as emulator:
+            on_ready(emulator.endpoint, Path(state_dir).resolve() / ENDPOINT_FILE)
+            # Timed waits so a server thread that dies is noticed too.
+            while not stop_requested.wait(0.5):
+                if not emulator.alive:
+                    raise UserError("The emulator stopped unexpectedly (see the log above).")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _arm_app(state: State, faults: FaultBook, connections: OpenConnections):
+    router = Router()
+    add_admin_routes(router, faults)
+    for add_routes in ARM_ROUTES:
+        add_routes(router)
+    app = ServiceApp(state, router.dispatch, render_arm_error, authenticate_bearer)
+    return FaultInjector(app, faults, "arm", connections, render_arm_error)
+
+
+def _storage_app(state: State, faults: FaultBook, connections: OpenConnections):
+    app = ServiceApp(state, files_service.dispatch, render_storage_error, files_service.authenticate)
+    return FaultInjector(app, faults, "storage", connections, render_storage_error)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with an event for "sockets are listening" (it has no hook of its own)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.listening.set()
+
+
+def _uvicorn_server(app, tls: TlsFiles, connections: OpenConnections) -> _Server:
+    config = uvicorn.Config(
+        app,
+        http=connections.protocol_class(),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        ssl_certfile=str(tls.server_cert),
+        ssl_keyfile=str(tls.server_key),
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+    )
+    return _Server(config)
+
+
+def _serve_forever(servers: list[_Server], sockets: list[socket.socket]) -> None:
+    async def main() -> None:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)))
+
+    try:
+        asyncio.run(main())
+    except BaseException:
+        logger.exception("the emulator's server thread failed")
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _wait_started(servers: list[_Server], thread: threading.Thread) -> bool:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    for server in servers:
+        # Timed waits so a server thread that died during start-up is noticed.
+        while not server.listening.wait(0.05):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                return False
+    return True
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        raise UserError(f"Cannot listen on 127.0.0.1:{port}: {error.strerror}.") from None
+    return sock
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """One emulator per state directory: two writing the same files and database would corrupt each other."""
+    descriptor = os.open(state_dir / "emulator.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(
+            f"Another emulator already serves {state_dir}; use its {ENDPOINT_FILE} or stop it first."
+        ) from None
+    return descriptor
