@@ -15,7 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from batchai_spec.azure import normalize
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.errors import service_call
-from batchai_spec.graph import Graph, Resource
+from batchai_spec.graph import Graph, Resource, prune
 from batchai_spec.observed import Observed
 from batchai_spec.ownership import (
     JOB_FINGERPRINT_ENV,
@@ -49,6 +49,8 @@ class LiveReader:
                 future.result()
 
     def _record(self, observed: Observed) -> None:
+        if observed.state is not None:
+            observed.state = prune(observed.state)
         self.observed[observed.address] = observed
 
     def read(self) -> dict[str, Observed]:

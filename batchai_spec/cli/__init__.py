@@ -23,7 +23,10 @@ from batchai_spec.cli import emulator  # noqa: E402,F401
 def main() -> None:
     """Entry point of the `batchai-spec` script: every user error ends in one message and its exit code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns the code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as error:
         if state.debug:
             console_err.print_exception()

@@ -18,8 +18,8 @@ class GlobalState:
 
 
 state = GlobalState()
-console = Console(highlight=False)
-console_err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="batchai-spec",
