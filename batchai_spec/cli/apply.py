@@ -8,20 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchai_spec.azure.changes import Changes
-from batchai_spec.azure.watch import Watch
+from typing import TYPE_CHECKING
+
 from batchai_spec.cli.app import app, console
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import VarFileOption, VarOption
-from batchai_spec.engine.executor import Executor
-from batchai_spec.engine.lock import SpecLock
-from batchai_spec.engine.waits import Timeouts, Waits
 from batchai_spec.errors import UserError
-from batchai_spec.plan.model import Action, Plan
-from batchai_spec.plan.render_text import render_text
-from batchai_spec.plan.saved import check_still_valid, is_saved_plan, load_saved_plan
-from batchai_spec.session import Session
-from batchai_spec.ui.reporters import Reporter, make_reporter
+
+if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
+    from batchai_spec.engine.executor import Executor
+    from batchai_spec.plan.model import Plan
+    from batchai_spec.session import Session
+    from batchai_spec.ui.reporters import Reporter
 
 EXIT_JOB_FAILED = 3
 
@@ -42,6 +40,8 @@ def _confirm(question: str, auto_approve: bool) -> None:
 
 
 def _show_plan(plan: Plan, reporter: Reporter, json_lines: bool) -> None:
+    from batchai_spec.plan.render_text import render_text
+
     if json_lines:
         reporter.emit("plan", plan=plan.to_json())
     else:
@@ -67,6 +67,9 @@ def apply(
     parallelism: ParallelismOption = 10,
 ) -> None:
     """Make the live state match the spec, then run its training jobs to their end."""
+    from batchai_spec.plan.saved import check_still_valid, is_saved_plan, load_saved_plan
+    from batchai_spec.ui.reporters import make_reporter
+
     saved = load_saved_plan(spec) if is_saved_plan(spec) else None
     if saved is not None:
         spec_path, replace, target = saved.spec_path, list(saved.replace), list(saved.only)
@@ -107,6 +110,9 @@ def destroy(
     parallelism: ParallelismOption = 10,
 ) -> None:
     """Delete what the spec created, children first; nothing it did not create."""
+    from batchai_spec.plan.model import Action
+    from batchai_spec.ui.reporters import make_reporter
+
     session = open_session(spec, var, var_file, backend, state_dir, parallelism)
     reporter = make_reporter(console, json_lines=json_lines)
     try:
@@ -129,6 +135,8 @@ def destroy(
 
 class _locked:
     def __init__(self, session: Session, command: str, timeout: float):
+        from batchai_spec.engine.lock import SpecLock
+
         self.lock = SpecLock(session.choice.lock_dir, session.loaded.spec.name, command)
         self.timeout = timeout
 
@@ -141,6 +149,11 @@ class _locked:
 
 
 def _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, parallelism) -> Executor:
+    from batchai_spec.azure.changes import Changes
+    from batchai_spec.azure.watch import Watch
+    from batchai_spec.engine.executor import Executor
+    from batchai_spec.engine.waits import Timeouts, Waits
+
     changes = Changes(session.clients, session.graph.spec_name, observed)
     waits = Waits(Watch(session.clients), reporter, Timeouts(cluster=cluster_timeout, job=job_timeout))
     return Executor(plan, session.graph, observed, changes, waits, reporter, parallelism=parallelism)

@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchai_spec.azure.target import choose_target
-from batchai_spec.session import Session
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the SDKs are imported when a command runs, not when the CLI starts
+    from batchai_spec.session import Session
 
 BackendOption = Annotated[
     str,
@@ -39,7 +41,9 @@ def open_session(
     state_dir: Path | None,
     parallelism: int = 10,
 ) -> Session:
+    from batchai_spec.azure.target import choose_target
     from batchai_spec.cli.options import load_spec_from_cli
+    from batchai_spec.session import Session
 
     loaded = load_spec_from_cli(spec_path, var, var_file)
     return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism)

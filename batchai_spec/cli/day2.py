@@ -8,17 +8,17 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from batchai_spec.azure.watch import STDOUTERR, Watch
+from typing import TYPE_CHECKING
+
 from batchai_spec.cli.app import app, console
 from batchai_spec.cli.common import BackendOption, StateDirOption, open_session
 from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
-from batchai_spec.engine.lock import force_unlock as remove_lock
-from batchai_spec.engine.waits import LOG_FILES, Waits
 from batchai_spec.errors import UserError
-from batchai_spec.graph import Resource
-from batchai_spec.observed import Observed
-from batchai_spec.session import Session
-from batchai_spec.ui.reporters import PlainReporter
+
+if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
+    from batchai_spec.graph import Resource
+    from batchai_spec.observed import Observed
+    from batchai_spec.session import Session
 
 JobArgument = Annotated[str, typer.Argument(help="The job: EXPERIMENT/JOB, or JOB when its name is unique.", show_default=False)]
 
@@ -85,6 +85,10 @@ def logs(
     state_dir: StateDirOption = None,
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
+    from batchai_spec.azure.watch import STDOUTERR, Watch
+    from batchai_spec.engine.waits import LOG_FILES, Waits
+    from batchai_spec.ui.reporters import PlainReporter
+
     session = open_session(spec, var, var_file, backend, state_dir)
     resource = _job(session, job)
     watch = Watch(session.clients)
@@ -108,6 +112,10 @@ def outputs(
     state_dir: StateDirOption = None,
 ) -> None:
     """List (and download) the files of a job's output directories and of its stdouterr directory."""
+    from batchai_spec.azure.watch import Watch
+    from batchai_spec.engine.waits import Waits
+    from batchai_spec.ui.reporters import PlainReporter
+
     session = open_session(spec, var, var_file, backend, state_dir)
     resource = _job(session, job)
     watch = Watch(session.clients)
@@ -134,6 +142,8 @@ def force_unlock(
     state_dir: StateDirOption = None,
 ) -> None:
     """Remove the apply lock of a spec whose holder is gone."""
+    from batchai_spec.engine.lock import force_unlock as remove_lock
+
     session = open_session(spec, var, var_file, backend, state_dir)
     holder = remove_lock(session.choice.lock_dir, session.loaded.spec.name)
     console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")

@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 
+from typing import TYPE_CHECKING
+
 from batchai_spec.errors import UserError
-from batchai_spec.spec import LoadedSpec, load_spec
+
+if TYPE_CHECKING:  # the spec models are imported when a command runs, not when the CLI starts
+    from batchai_spec.spec import LoadedSpec
 
 SpecArgument = Annotated[Path, typer.Argument(help="The spec file (YAML, rendered with Jinja2 first).", show_default=False)]
 VarOption = Annotated[
@@ -34,4 +38,6 @@ def parse_vars(assignments: list[str] | None) -> dict[str, str]:
 
 
 def load_spec_from_cli(spec_path: Path, var: list[str] | None, var_file: list[Path] | None) -> LoadedSpec:
+    from batchai_spec.spec import load_spec
+
     return load_spec(spec_path, parse_vars(var), var_file or ())

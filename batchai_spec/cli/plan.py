@@ -12,9 +12,6 @@ import typer
 from batchai_spec.cli.app import app, console
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
-from batchai_spec.plan.render_markdown import render_markdown
-from batchai_spec.plan.render_text import render_text
-from batchai_spec.plan.saved import save_plan
 
 
 class PlanFormat(str, Enum):
@@ -44,6 +41,10 @@ def plan(
     parallelism: ParallelismOption = 16,
 ) -> None:
     """Show what `apply` would change, without changing anything."""
+    from batchai_spec.plan.render_markdown import render_markdown
+    from batchai_spec.plan.render_text import render_text
+    from batchai_spec.plan.saved import save_plan
+
     session = open_session(spec, var, var_file, backend, state_dir, parallelism)
     result, _ = session.plan(replace=replace or (), only=target or ())
     if output_format is PlanFormat.json:

@@ -8,8 +8,10 @@ from rich.markup import escape
 
 from batchai_spec.cli.app import app, console, console_err
 from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption, load_spec_from_cli
-from batchai_spec.spec import Cluster, FileShare, Job, LoadedSpec, SpecError, resolve_uploads
-from batchai_spec.spec.schema import spec_schema_json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchai_spec.spec import Cluster, FileShare, Job, LoadedSpec, SpecError
 
 
 @app.command()
@@ -18,6 +20,8 @@ def validate(spec: SpecArgument, var: VarOption = None, var_file: VarFileOption 
 
     Upload sources that do not exist yet are warnings here (they may be produced later) and errors at plan time.
     """
+    from batchai_spec.spec import resolve_uploads
+
     loaded = load_spec_from_cli(spec, var, var_file)
     missing: list[SpecError] = []
     resolve_uploads(loaded.spec, loaded.spec_dir, error_at=loaded.error, on_missing=missing.append)
@@ -31,6 +35,8 @@ def validate(spec: SpecArgument, var: VarOption = None, var_file: VarFileOption 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of spec files (the content of schemas/batchai-spec.schema.json)."""
+    from batchai_spec.spec.schema import spec_schema_json
+
     sys.stdout.write(spec_schema_json())
 
 
