@@ -20,6 +20,7 @@ from pathlib import Path
 
 import uvicorn
 
+from batchai_spec.emulator import batchai
 from batchai_spec.emulator.admin import add_admin_routes
 from batchai_spec.emulator.arm import resource_groups, storage_accounts
 from batchai_spec.emulator.arm.responses import authenticate_bearer, render_arm_error
@@ -39,7 +40,10 @@ logger = logging.getLogger("batchai_spec.emulator")
 ARM_ROUTES: tuple[Callable[[Router], None], ...] = (
     resource_groups.add_routes,
     storage_accounts.add_routes,
+    batchai.add_routes,
 )
+# Background work started once the server listens: start(state) returns the function that stops it.
+BACKGROUND_SERVICES: tuple[Callable[[State], Callable[[], None]], ...] = (batchai.start,)
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 
@@ -55,12 +59,15 @@ class RunningEmulator:
         self._thread = thread
         self._lock_fd = lock_fd
         self._endpoint_path = endpoint_path
+        self._stop_background: list[Callable[[], None]] = []
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def stop(self) -> None:
+        while self._stop_background:
+            self._stop_background.pop()()
         for server in self._servers:
             server.should_exit = True
         self._thread.join(_STOP_TIMEOUT_S)
@@ -119,6 +126,7 @@ def start_in_process(
     if not _wait_started(servers, thread):
         emulator.stop()
         raise UserError(f"The emulator for {state_dir} did not start (see the log above).")
+    emulator._stop_background = [start(state) for start in BACKGROUND_SERVICES]
     if endpoint_path is not None:
         endpoint.write(endpoint_path)
     return emulator
@@ -209,7 +217,9 @@ def _wait_started(servers: list[_Server], thread: threading.Thread) -> bool:
 
 
 def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and without it every
+    # answer whose body follows its headers waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))

@@ -1,0 +1,245 @@
+"""Clusters and their nodes over time, driven by the scheduler's clock (never by sleeps in request handlers).
+
+Allocation: when a cluster has fewer nodes than its target, it turns `resizing`; after the allocation delay the
+missing nodes appear as `preparing`, and the cluster is `steady` again. A preparing node waits the preparation
+delay, mounts the cluster's volumes and runs the setup task (a real process); then it is `idle`, or `unusable`
+with the error on the cluster. Nodes above the target leave (`leaving`, then gone after the leaving delay):
+unusable, preparing and idle ones first; running ones as `nodeDeallocationOption` says (requeue or terminate their
+jobs, or wait for them). An auto-scale cluster's target follows the node needs of its queued and running jobs
+between minimum and maximum; `initialNodeCount` applies at creation, and idle nodes leave after
+`autoscale_idle_s`. A cluster being deleted has target 0 and disappears once its last node has left.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import uuid
+import zlib
+from typing import Any
+
+from batchai_spec.emulator.batchai import mounts, store
+from batchai_spec.emulator.batchai import runner
+from batchai_spec.emulator.batchai.context import Context
+from batchai_spec.emulator.batchai.environment import SecretUnavailable, expand, setup_task_environment
+from batchai_spec.emulator.batchai.processes import Step, TaskRecord, task_script
+from batchai_spec.emulator.batchai.store import Node, Resource
+from batchai_spec.emulator.batchai.times import iso_millis
+from batchai_spec.emulator.batchai.toolkits import shell
+from batchai_spec.emulator.batchai.vm_sizes import lookup
+from batchai_spec.emulator.lro import finish_operation
+
+DELETING = "deleting"
+# Which nodes go first when a cluster shrinks.
+_REMOVAL_ORDER = {"unusable": 0, "preparing": 1, "idle": 2, "running": 3}
+
+
+def advance(ctx: Context, now: float) -> bool:
+    """One step for every cluster; True when anything changed (the scheduler then steps again at once)."""
+    changed = False
+    for cluster in store.of_kind(ctx.state.connection(), "cluster"):
+        changed |= _allocate(ctx, cluster.key, now)
+        changed |= _prepare_nodes(ctx, cluster.key, now)
+    return changed
+
+
+def target_node_count(db: sqlite3.Connection, cluster: Resource) -> int:
+    scale = cluster.properties["scaleSettings"]
+    if "manual" in scale:
+        return scale["manual"]["targetNodeCount"]
+    auto = scale["autoScale"]
+    demand = sum(job.properties["nodeCount"] for job in runner.jobs_needing(db, cluster.key))
+    if not cluster.runtime.get("initialAllocationDone"):
+        demand = max(demand, auto.get("initialNodeCount", 0))
+    return max(auto["minimumNodeCount"], min(auto["maximumNodeCount"], demand))
+
+
+def _allocate(ctx: Context, cluster_key: str, now: float) -> bool:
+    delays = ctx.config.delays
+    gone: list[Node] = []
+    finished_operations: list[str] = []
+    with ctx.state.transaction() as db:
+        cluster = store.get(db, cluster_key, "cluster")
+        if cluster is None:
+            return False
+        before = (dict(cluster.status), dict(cluster.runtime))
+        nodes = store.nodes(db, cluster_key)
+        deleting = cluster.status["provisioningState"] == DELETING
+        target = 0 if deleting else target_node_count(db, cluster)
+        staying = [node for node in nodes if node.state != "leaving" and not node.runtime.get("leaveAfterJob")]
+        node_changes = False
+        if len(staying) < target:
+            due = cluster.runtime.setdefault("allocationDue", now + delays.allocation_s)
+            if due <= now:
+                for _ in range(target - len(staying)):
+                    _add_node(db, cluster, now + delays.node_preparation_s, now)
+                cluster.runtime.pop("allocationDue")
+                cluster.runtime["initialAllocationDone"] = True
+                node_changes = True
+        else:
+            cluster.runtime.pop("allocationDue", None)
+            cluster.runtime["initialAllocationDone"] = True
+            node_changes |= _remove_excess(ctx, db, cluster, staying, len(staying) - target, deleting, now)
+        for node in store.nodes(db, cluster_key):
+            if node.state == "leaving" and (node.due_at or 0) <= now:
+                store.delete_node(db, node)
+                gone.append(node)
+        remaining = store.nodes(db, cluster_key)
+        resizing = "allocationDue" in cluster.runtime or any(
+            node.state == "leaving" or node.runtime.get("leaveAfterJob") for node in remaining
+        )
+        allocation_state = "resizing" if resizing else "steady"
+        if allocation_state != cluster.status["allocationState"]:
+            cluster.status["allocationState"] = allocation_state
+            cluster.status["allocationStateTransitionTime"] = iso_millis(now)
+        if deleting and not remaining:
+            store.delete(db, cluster_key)
+            finished_operations = cluster.runtime.get("deleteOperations", [])
+        elif (dict(cluster.status), dict(cluster.runtime)) != before:
+            store.save(db, cluster)
+        changed = node_changes or bool(gone) or (dict(cluster.status), dict(cluster.runtime)) != before
+    for node in gone:
+        shutil.rmtree(ctx.layout.node(node.node_id).root, ignore_errors=True)
+    for operation_id in finished_operations:
+        finish_operation(ctx.state, operation_id)
+    return changed or bool(finished_operations)
+
+
+def _add_node(db: sqlite3.Connection, cluster: Resource, ready_at: float, now: float) -> None:
+    number = cluster.runtime.get("nodesCreated", 0) + 1
+    cluster.runtime["nodesCreated"] = number
+    stamp = iso_millis(now)[:19].replace("-", "").replace(":", "").lower()
+    node_id = f"tvm-{zlib.crc32(cluster.key.encode())}_{number}-{stamp}z"
+    store.insert_node(db, Node(cluster.key, node_id, "preparing", since=now, due_at=ready_at, job_key=None))
+
+
+def _remove_excess(ctx: Context, db: sqlite3.Connection, cluster: Resource, staying: list[Node], excess: int,
+                   deleting: bool, now: float) -> bool:
+    if excess <= 0:
+        return False
+    scale = cluster.properties["scaleSettings"]
+    option = scale["manual"]["nodeDeallocationOption"] if "manual" in scale else None
+    changed = False
+    for node in sorted(staying, key=lambda candidate: (_REMOVAL_ORDER[candidate.state], -candidate.seq)):
+        if excess == 0:
+            break
+        if node.state == "running":
+            if option is None and not deleting:
+                continue  # auto-scale never takes nodes from running jobs
+            node.runtime["leaveAfterJob"] = True
+            if deleting or option in ("requeue", "terminate"):
+                reason = "cluster_deleted" if deleting else ("requeue" if option == "requeue" else "deallocated")
+                runner.request_stop(db, node.job_key, reason)
+        elif node.state == "idle" and option is None and not deleting:
+            if now - node.since < ctx.config.delays.autoscale_idle_s:
+                continue
+            node.state, node.since, node.due_at = "leaving", now, now + ctx.config.delays.node_leaving_s
+        else:
+            if node.state == "preparing" and "setup" in node.runtime:
+                ctx.processes.signal(TaskRecord.from_json(node.runtime["setup"]))
+            node.state, node.since, node.due_at = "leaving", now, now + ctx.config.delays.node_leaving_s
+        store.save_node(db, node)
+        excess -= 1
+        changed = True
+    return changed
+
+
+def _prepare_nodes(ctx: Context, cluster_key: str, now: float) -> bool:
+    connection = ctx.state.connection()
+    cluster = store.get(connection, cluster_key, "cluster")
+    if cluster is None:
+        return False
+    changed = False
+    for node in store.nodes(connection, cluster_key):
+        if node.state != "preparing":
+            continue
+        if "setup" in node.runtime:
+            outcome = ctx.processes.outcome(TaskRecord.from_json(node.runtime["setup"]))
+            if outcome is None:
+                continue
+            if outcome.exit_code == 0:
+                changed |= _settle(ctx, node, "idle", now, [])
+            else:
+                changed |= _settle(ctx, node, "unusable", now, [_setup_failure(cluster, node, outcome.exit_code)])
+        elif (node.due_at or 0) <= now:
+            changed |= _start_preparation(ctx, cluster, node, now)
+    return changed
+
+
+def _start_preparation(ctx: Context, cluster: Resource, node: Node, now: float) -> bool:
+    node_layout = ctx.layout.node(node.node_id)
+    node_setup = cluster.properties.get("nodeSetup") or {}
+    try:
+        mounted = mounts.resolve(ctx.state, node_setup.get("mountVolumes") or {}, ctx.layout.root)
+        mounts.link(node_layout.mount_root, mounted)
+    except mounts.MountError as error:
+        return _settle(ctx, node, "unusable", now, [_node_error("MountFailed", str(error), node)])
+    setup_task = node_setup.get("setupTask")
+    if setup_task is None:
+        return _settle(ctx, node, "idle", now, [])
+    gpus = lookup(cluster.properties["vmSize"]).gpus
+    try:
+        env = setup_task_environment(ctx.host_env, setup_task, node_layout.mount_root, gpus)
+    except SecretUnavailable as error:
+        return _settle(ctx, node, "unusable", now, [_node_error("SetupTaskFailed", str(error), node)])
+    log_dir = setup_log_directory(cluster, env)
+    node_layout.setup_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    step = Step("setup", [shell(), "-c", setup_task["commandLine"]],
+                log_dir / f"stdout-{node.node_id}.txt", log_dir / f"stderr-{node.node_id}.txt")
+    script = node_layout.setup_dir / "setup.sh"
+    script.write_text(task_script([step], script.with_suffix(".exit")))
+    record = ctx.processes.launch(script, env, node_layout.setup_dir)
+    with ctx.state.transaction() as db:
+        current = next((item for item in store.nodes(db, node.cluster_key) if item.node_id == node.node_id), None)
+        if current is None or current.state != "preparing":
+            ctx.processes.signal(record)  # the node left while we launched
+            return True
+        current.runtime["setup"] = record.to_json()
+        store.save_node(db, current)
+    return True
+
+
+def setup_log_directory(cluster: Resource, env: dict[str, str]):
+    from pathlib import Path
+
+    return Path(expand(cluster.properties["nodeSetup"]["setupTask"]["stdOutErrPathPrefix"], env)) / (
+        cluster.runtime["setupOutputSuffix"]
+    )
+
+
+def _settle(ctx: Context, node: Node, state: str, now: float, errors: list[dict[str, Any]]) -> bool:
+    with ctx.state.transaction() as db:
+        current = next((item for item in store.nodes(db, node.cluster_key) if item.node_id == node.node_id), None)
+        if current is None or current.state != "preparing":
+            return False
+        current.state, current.since, current.due_at = state, now, None
+        current.runtime.pop("setup", None)
+        if errors:
+            current.runtime["errors"] = errors
+        store.save_node(db, current)
+    return True
+
+
+def _node_error(code: str, message: str, node: Node, **details: Any) -> dict[str, Any]:
+    pairs = [{"name": "nodeId", "value": node.node_id}] + [
+        {"name": name, "value": str(value)} for name, value in details.items()
+    ]
+    return {"code": code, "message": message, "details": pairs}
+
+
+def _setup_failure(cluster: Resource, node: Node, exit_code: int | None) -> dict[str, Any]:
+    if exit_code is None:
+        message = "The setup task was killed before it finished"
+    else:
+        message = (
+            f"The setup task failed with exit code {exit_code}; its output is in stdout-{node.node_id}.txt and"
+            f" stderr-{node.node_id}.txt under {cluster.properties['nodeSetup']['setupTask']['stdOutErrPathPrefix']}"
+            f"/{cluster.runtime['setupOutputSuffix']}"
+        )
+    return _node_error("SetupTaskFailed", message, node, exitCode=exit_code)
+
+
+def new_setup_output_suffix(subscription: str, resource_group: str, workspace: str, cluster: str) -> str:
+    """`nodeSetup.setupTask.stdOutErrPathSuffix`, fixed at creation like the service did."""
+    return f"{subscription}/{resource_group}/workspaces/{workspace}/clusters/{cluster}/{uuid.uuid4()}"

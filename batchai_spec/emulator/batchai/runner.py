@@ -1,0 +1,396 @@
+"""Jobs as real local processes: queue, start, supervise, stop and finish them.
+
+Queued jobs wait, per cluster in priority order (high, normal, low; then creation order), until the cluster has
+`nodeCount` idle nodes (gang scheduling; a job that does not fit holds back the ones behind it). A started job
+gets one task per node (see toolkits.py) running its job preparation and command; stdout/stderr and
+`execution.log` are appended live under `{stdOutErrPathPrefix}/{jobOutputDirectoryPathSegment}/stdouterr/`. The
+exit codes decide `succeeded` or `failed`. Stop requests (terminate, delete, wall-clock limit, scale-down, cluster
+deletion) send SIGTERM to each task's process group, then SIGKILL after the grace period.
+
+Errors in `executionInfo.errors` (emulator-defined codes except `JobFailed`): `JobFailed` (non-zero exit code),
+`JobPreparationFailed`, `JobTerminated` (terminate), `MaxWallClockTimeExceeded`, `JobProcessLost` (the process
+vanished, e.g. the machine restarted), `NodeDeallocated` (scale-down with nodeDeallocationOption=terminate),
+`ClusterDeleted`, `ClusterNotFound`, `MountFailed` (job-level mounts), `MpiRuntimeNotFound`, `SecretNotAvailable`,
+`JobStartFailed` (anything else that kept the processes from starting).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from batchai_spec.emulator.batchai import mounts, store
+from batchai_spec.emulator.batchai.context import Context
+from batchai_spec.emulator.batchai.environment import SecretUnavailable, job_environment
+from batchai_spec.emulator.batchai.models import TOOLKITS
+from batchai_spec.emulator.batchai.processes import Outcome, Step, TaskRecord, task_script
+from batchai_spec.emulator.batchai.store import Resource
+from batchai_spec.emulator.batchai.times import iso_millis, parse_duration
+from batchai_spec.emulator.batchai.toolkits import LaunchError, shell, task_commands
+from batchai_spec.emulator.batchai.vm_sizes import lookup
+from batchai_spec.emulator.clock import now as clock_now
+from batchai_spec.emulator.lro import finish_operation
+
+ACTIVE = ("running", "terminating")
+FINAL = ("succeeded", "failed")
+PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+STOP_ERRORS = {
+    "terminate": ("JobTerminated", "The job was terminated by the user"),
+    "wallclock": ("MaxWallClockTimeExceeded", "The job ran longer than its constraints.maxWallClockTime and was stopped"),
+    "deallocated": ("NodeDeallocated", "The job's nodes were removed by a cluster resize (nodeDeallocationOption terminate)"),
+    "cluster_deleted": ("ClusterDeleted", "The job's cluster was deleted while the job ran"),
+    "delete": ("JobTerminated", "The job was deleted while it ran"),
+}
+PROCESS_LOST = (
+    "JobProcessLost",
+    "The job's process is gone without an exit code (the emulator's machine restarted, or the process was killed"
+    " outside Batch AI)",
+)
+
+
+class StartFailure(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ----------------------------------------------------------------------------------------------- queries, requests
+
+
+def jobs_needing(db: sqlite3.Connection, cluster_key: str) -> list[Resource]:
+    """Jobs that queue for or run on the cluster (what auto-scale provides nodes for)."""
+    return [
+        job for job in store.jobs_in_states(db, ("queued", *ACTIVE))
+        if job.runtime["clusterKey"] == cluster_key and job.status["provisioningState"] != "deleting"
+    ]
+
+
+def request_stop(db: sqlite3.Connection, job_key: str | None, reason: str) -> None:
+    """Ask the scheduler to stop a running job (the first reason given wins)."""
+    job = store.get(db, job_key or "", "job")
+    if job is not None and job.status["executionState"] in ACTIVE and "stop" not in job.runtime:
+        job.runtime["stop"] = reason
+        store.save(db, job)
+
+
+def toolkit_of(job: Resource) -> tuple[str, dict[str, Any]]:
+    name, tool_type = next((name, tool) for name, tool in TOOLKITS.items() if name in job.properties)
+    return tool_type, job.properties[name]
+
+
+def set_execution_state(job: Resource, state: str, now: float) -> None:
+    job.status["executionState"] = state
+    job.status["executionStateTransitionTime"] = iso_millis(now)
+
+
+# ----------------------------------------------------------------------------------------------- the scheduler step
+
+
+def advance(ctx: Context, now: float) -> bool:
+    changed = False
+    for job in store.jobs_in_states(ctx.state.connection(), ACTIVE):
+        changed |= _supervise(ctx, job, now)
+    return _schedule(ctx, now) or changed
+
+
+def _schedule(ctx: Context, now: float) -> bool:
+    connection = ctx.state.connection()
+    waiting: dict[str, list[Resource]] = {}
+    for job in store.jobs_in_states(connection, ("queued",)):
+        if job.status["provisioningState"] != "deleting":
+            waiting.setdefault(job.runtime["clusterKey"], []).append(job)
+    changed = False
+    for cluster_key, jobs in waiting.items():
+        cluster = store.get(connection, cluster_key, "cluster")
+        if cluster is None:
+            for job in jobs:
+                _end(ctx, job.key, now, errors=[_error("ClusterNotFound", "The job's cluster no longer exists")])
+            changed = True
+            continue
+        if cluster.status["provisioningState"] == "deleting":
+            continue
+        idle = [node for node in store.nodes(connection, cluster_key) if node.state == "idle"]
+        for job in sorted(jobs, key=lambda item: (PRIORITY_RANK[item.properties["schedulingPriority"]], item.seq)):
+            wanted = job.properties["nodeCount"]
+            if len(idle) < wanted:
+                break
+            _start(ctx, job.key, cluster, [node.node_id for node in idle[:wanted]], now)
+            idle = idle[wanted:]
+            changed = True
+    return changed
+
+
+def _start(ctx: Context, job_key: str, cluster: Resource, node_ids: list[str], now: float) -> None:
+    with ctx.state.transaction() as db:
+        job = store.get(db, job_key, "job")
+        if job is None or job.status["executionState"] != "queued":
+            return
+        for node in store.nodes(db, cluster.key):
+            if node.node_id in node_ids:
+                node.state, node.since, node.job_key = "running", now, job_key
+                store.save_node(db, node)
+        set_execution_state(job, "running", now)
+        job.status["executionInfo"] = {"startTime": iso_millis(now)}
+        for transient in ("tasks", "stop", "stopSignalledAt", "killed"):
+            job.runtime.pop(transient, None)
+        job.runtime["nodes"] = node_ids
+        job.runtime["startedAt"] = now
+        store.save(db, job)
+    records: list[TaskRecord] = []
+    try:
+        locations = _launch(ctx, job, cluster, node_ids, records)
+    except StartFailure as failure:
+        for record in records:
+            ctx.processes.signal(record, signal.SIGKILL)
+        _end(ctx, job_key, clock_now(), errors=[_error(failure.code, failure.message)])
+        return
+    with ctx.state.transaction() as db:
+        current = store.get(db, job_key, "job")
+        if current is not None:
+            current.runtime["tasks"] = [record.to_json() for record in records]
+            current.runtime["locations"] = locations
+            store.save(db, current)
+
+
+def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
+            records: list[TaskRecord]) -> dict[str, Any]:
+    """Prepare every node's directories and start the tasks; returns where stdouterr and outputs are."""
+    properties = job.properties
+    tool_type, settings = toolkit_of(job)
+    job_uuid, segment = job.runtime["uuid"], job.runtime["outputSegment"]
+    notes: list[str] = []
+    image = (properties.get("containerSettings") or {}).get("imageSourceRegistry", {}).get("image")
+    if image:
+        notes.append(f"Container image {image} requested: the emulator has no container engine, so the job runs"
+                     " directly on the host.")
+    try:
+        job_mounts = mounts.resolve(ctx.state, properties.get("mountVolumes") or {}, ctx.layout.root)
+        cluster_mounts = mounts.resolve(
+            ctx.state, (cluster.properties.get("nodeSetup") or {}).get("mountVolumes") or {}, ctx.layout.root
+        )
+    except mounts.MountError as error:
+        raise StartFailure("MountFailed", str(error)) from None
+    shared = ctx.layout.shared_job_temp(job_uuid)
+    gpus = lookup(cluster.properties["vmSize"]).gpus
+    try:
+        shared.mkdir(parents=True, exist_ok=True)
+        environments, temps = [], []
+        for index, node_id in enumerate(node_ids):
+            node = ctx.layout.node(node_id)
+            if node.jobs_dir.is_dir():  # a node wipes the temp directories of its previous jobs
+                for previous in node.jobs_dir.iterdir():
+                    shutil.rmtree(previous, ignore_errors=True)
+            job_temp = node.job_temp(job_uuid)
+            job_temp.mkdir(parents=True)
+            mounts.link(node.job_mount_root(job_uuid), job_mounts)
+            environments.append(job_environment(
+                ctx.host_env, properties, output_segment=segment, task_index=index, mount_root=node.mount_root,
+                job_mount_root=node.job_mount_root(job_uuid), jobs_dir=node.jobs_dir, job_temp=job_temp,
+                shared_job_temp=shared, gpus=gpus, tool_type=tool_type,
+            ))
+            (job_temp / "hostfile").write_text(f"localhost slots={len(node_ids) * max(gpus, 1)}\n")
+            temps.append(job_temp)
+        commands = task_commands(tool_type, settings, len(node_ids), environments.__getitem__,
+                                 ctx.config.job_python, notes)
+        stdouterr = Path(environments[0]["AZ_BATCHAI_STDOUTERR_DIR"])
+        stdouterr.mkdir(parents=True, exist_ok=True)
+        outputs = {}
+        for directory in properties.get("outputDirectories") or []:
+            path = Path(environments[0][f"AZ_BATCHAI_OUTPUT_{directory['id']}"])
+            path.mkdir(parents=True, exist_ok=True)
+            outputs[directory["id"]] = _location(path, cluster_mounts + job_mounts)
+        log = ExecutionLog(stdouterr / "execution.log")
+        log.write(f"Job {job.runtime['experimentName']}/{job.name} ({tool_type}) starts on node(s)"
+                  f" {', '.join(node_ids)} of cluster {cluster.name}")
+        for note in notes:
+            log.write(note)
+        log.write(f"Toolkit settings: {json.dumps(settings, sort_keys=True)}")
+        preparation = properties.get("jobPreparation")
+        for index, command in enumerate(commands):
+            steps = []
+            if preparation:
+                suffix = "" if len(commands) == 1 else f"-{index}"
+                steps.append(Step("preparation", [shell(), "-c", preparation["commandLine"]],
+                                  stdouterr / f"stdout-job_prep{suffix}.txt", stdouterr / f"stderr-job_prep{suffix}.txt"))
+            if command.argv is not None:
+                steps.append(Step("command", command.argv, stdouterr / command.stdout_name,
+                                  stdouterr / command.stderr_name))
+            for step in steps:
+                step.stdout.touch()
+                step.stderr.touch()
+            script = temps[index] / f"task-{index}.sh"
+            script.write_text(task_script(steps, script.with_suffix(".exit")))
+            records.append(ctx.processes.launch(script, environments[index], temps[index]))
+            log.write(f"Task {index} started on node {node_ids[index]} (pid {records[-1].pid})")
+    except LaunchError as error:
+        raise StartFailure(error.code, error.message) from None
+    except SecretUnavailable as error:
+        raise StartFailure("SecretNotAvailable", str(error)) from None
+    except (OSError, ValueError) as error:
+        raise StartFailure("JobStartFailed", f"The job's processes could not start: {error}") from None
+    return {"stdouterr": _location(stdouterr, cluster_mounts + job_mounts), "outputs": outputs}
+
+
+def _location(path: Path, mounted: list[mounts.Mounted]) -> dict[str, str]:
+    resolved = path.resolve()
+    location = {"path": str(resolved)}
+    found = mounts.share_of(resolved, mounted)
+    if found is not None:
+        share, inside = found
+        location.update(account=share.account, share=share.share, sharePath=inside)
+    return location
+
+
+def _supervise(ctx: Context, job: Resource, now: float) -> bool:
+    records = [TaskRecord.from_json(task) for task in job.runtime.get("tasks", [])]
+    changed = False
+    stop = job.runtime.get("stop")
+    if stop is None and _past_wall_clock(job, now):
+        with ctx.state.transaction() as db:
+            request_stop(db, job.key, "wallclock")
+        stop, changed = "wallclock", True
+    if stop is not None:
+        changed |= _signal_stop(ctx, job, records, now)
+    outcomes = [ctx.processes.outcome(record) for record in records]
+    if any(outcome is None for outcome in outcomes):
+        return changed
+    if not records:
+        outcomes = [Outcome(None, None)]  # marked running but never launched: the emulator died in between
+    _finish(ctx, job.key, outcomes, now)
+    return True
+
+
+def _past_wall_clock(job: Resource, now: float) -> bool:
+    limit = parse_duration(job.properties["constraints"]["maxWallClockTime"]).total_seconds()
+    return now - job.runtime["startedAt"] >= limit
+
+
+def _signal_stop(ctx: Context, job: Resource, records: list[TaskRecord], now: float) -> bool:
+    signalled = job.runtime.get("stopSignalledAt")
+    if signalled is None:
+        for record in records:
+            ctx.processes.signal(record, signal.SIGTERM)
+        _update_runtime(ctx, job.key, stopSignalledAt=now)
+        return True
+    if not job.runtime.get("killed") and now - signalled >= ctx.config.terminate_grace_s:
+        for record in records:
+            ctx.processes.signal(record, signal.SIGKILL)
+        _update_runtime(ctx, job.key, killed=True)
+        return True
+    return False
+
+
+def _update_runtime(ctx: Context, job_key: str, **values: Any) -> None:
+    with ctx.state.transaction() as db:
+        job = store.get(db, job_key, "job")
+        if job is not None:
+            job.runtime.update(values)
+            store.save(db, job)
+
+
+def _finish(ctx: Context, job_key: str, outcomes: list[Outcome], now: float) -> None:
+    job = store.get(ctx.state.connection(), job_key, "job")
+    if job is None:
+        return
+    stop = job.runtime.get("stop")
+    every_task_recorded = bool(outcomes) and all(outcome.phase is not None for outcome in outcomes)
+    if stop is not None and not every_task_recorded:
+        if stop == "requeue":
+            _requeue(ctx, job_key, now)
+            return
+        _end(ctx, job_key, now, errors=[_error(*STOP_ERRORS[stop])])
+        return
+    for outcome in outcomes:
+        if outcome.phase is None:
+            _end(ctx, job_key, now, errors=[_error(*PROCESS_LOST)])
+            return
+        if outcome.exit_code != 0:
+            if outcome.phase == "preparation":
+                error = _error("JobPreparationFailed", f"The job preparation failed with exit code {outcome.exit_code}")
+            else:
+                error = _error("JobFailed", "Job failed with non-zero exit code")
+            _end(ctx, job_key, now, exit_code=outcome.exit_code, errors=[error])
+            return
+    _end(ctx, job_key, now, exit_code=0)
+
+
+def _requeue(ctx: Context, job_key: str, now: float) -> None:
+    with ctx.state.transaction() as db:
+        job = store.get(db, job_key, "job")
+        if job is None:
+            return
+        _release_nodes(ctx, db, job_key, now)
+        set_execution_state(job, "queued", now)
+        job.status.pop("executionInfo", None)
+        for transient in ("tasks", "stop", "stopSignalledAt", "killed", "nodes", "startedAt"):
+            job.runtime.pop(transient, None)
+        store.save(db, job)
+    _log_end(job, "The job's nodes were removed by a cluster resize; the job is queued again")
+
+
+def _end(ctx: Context, job_key: str, now: float, *, exit_code: int | None = None,
+         errors: list[dict[str, Any]] | None = None) -> None:
+    """Put the job in its final state, free its nodes and finish the operations that waited for it."""
+    with ctx.state.transaction() as db:
+        job = store.get(db, job_key, "job")
+        if job is None:
+            return
+        _release_nodes(ctx, db, job_key, now)
+        set_execution_state(job, "failed" if errors else "succeeded", now)
+        info = {"startTime": job.status.get("executionInfo", {}).get("startTime"), "endTime": iso_millis(now),
+                "exitCode": exit_code, "errors": errors}
+        job.status["executionInfo"] = {name: value for name, value in info.items() if value is not None}
+        waiting = job.runtime.pop("terminateOperations", [])
+        store.save(db, job)
+    for operation_id in waiting:
+        finish_operation(ctx.state, operation_id)
+    if errors:
+        _log_end(job, f"Job failed: {errors[0]['code']}: {errors[0]['message']}"
+                 + (f" (exit code {exit_code})" if exit_code is not None else ""))
+    else:
+        _log_end(job, "Job succeeded (exit code 0)")
+
+
+def _release_nodes(ctx: Context, db: sqlite3.Connection, job_key: str, now: float) -> None:
+    for node in store.nodes_of_job(db, job_key):
+        node.job_key = None
+        node.since = now
+        if node.runtime.pop("leaveAfterJob", False):
+            node.state, node.due_at = "leaving", now + ctx.config.delays.node_leaving_s
+        else:
+            node.state, node.due_at = "idle", None
+        store.save_node(db, node)
+
+
+def _log_end(job: Resource, message: str) -> None:
+    location = job.runtime.get("locations", {}).get("stdouterr")
+    if location and Path(location["path"]).is_dir():
+        ExecutionLog(Path(location["path"]) / "execution.log").write(message)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+def stop_queued(ctx: Context, jobs: Iterable[Resource], now: float, reason: str) -> None:
+    """Terminate jobs that never started: they fail at once, with no process to stop."""
+    for job in jobs:
+        _end(ctx, job.key, now, errors=[_error(*STOP_ERRORS[reason])])
+
+
+class ExecutionLog:
+    """The emulator's own account of a run (`execution.log`), appended line by line with UTC times."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, message: str) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{iso_millis(clock_now())} {message}\n")
