@@ -75,6 +75,13 @@ class UserAccount(SpecModel):
         None, description="Administrator password (secret; write-only, never returned by the service)."
     )
 
+    @model_validator(mode="after")
+    def _can_log_in(self) -> UserAccount:
+        # The service refuses an account with neither (InvalidParameter on userAccountSettings).
+        if self.ssh_public_key is None and self.admin_user_password is None:
+            raise ValueError("give ssh_public_key or admin_user_password (or both)")
+        return self
+
 
 class SetupTask(SpecModel):
     command_line: NonEmptyText = Field(description="Run as root in bash on every node after allocation or reboot; make it idempotent.")

@@ -24,7 +24,7 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 def write_spec(tmp_path: Path, jobs: int = 1, password: str | None = None) -> Path:
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "train.py").write_text("print('hi')\n")
-    user = "{admin_user_name: demo" + (f", admin_user_password: '{password}'" if password else "") + "}"
+    user = "{admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest" + (f", admin_user_password: '{password}'" if password else "") + "}"
     job_text = "\n".join(
         textwrap.indent(
             textwrap.dedent(

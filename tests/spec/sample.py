@@ -26,7 +26,7 @@ clusters:
       manual:
         target_node_count: 2
     user_account:
-      admin_user_name: demo
+      {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}
     node_setup:
       mount_volumes:
         azure_file_shares:

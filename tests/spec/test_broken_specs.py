@@ -23,7 +23,7 @@ CORPUS = [
     ("unknown-key-no-match", edited("  location: eastus\n", "  location: eastus\n  zzz: 1\n"), "6:3", "unknown key 'zzz'; expected one of:"),
     ("wrong-type-int", edited("node_count: 1", "node_count: many"), "32:21", "valid integer"),
     ("missing-vm-size", edited("    vm_size: STANDARD_NC6\n", ""), "15:5", "clusters[0].vm_size: missing required key 'vm_size'"),
-    ("missing-user-account", edited("    user_account:\n      admin_user_name: demo\n", ""), "15:5", "missing required key 'user_account'"),
+    ("missing-user-account", edited("    user_account:\n      {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}\n", ""), "15:5", "missing required key 'user_account'"),
     ("missing-workspace", edited("workspace:\n  name: ws\n", ""), "1:1", "missing required key 'workspace'"),
     ("two-toolkits", VALID_SPEC + "        pytorch:\n          python_script_file_path: x.py\n", "39:9", "exactly one toolkit; it has pytorch and custom_toolkit"),
     ("no-toolkit", edited("        custom_toolkit:\n" + JOB_TAIL, ""), "30:9", "a job needs exactly one toolkit key"),

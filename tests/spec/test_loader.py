@@ -15,7 +15,7 @@ name: sweep
 resource_group: {name: rg, location: eastus}
 workspace: {name: ws}
 clusters:
-  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo}}
+  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}}
 experiments:
   - name: e1
     jobs:
@@ -36,7 +36,7 @@ def test_the_sample_spec_loads_with_its_defaults():
     assert job.toolkit[0] == "cntk"
     assert job.toolkit[1].command_line_args == "$AZ_BATCHAI_INPUT_SAMPLE $AZ_BATCHAI_OUTPUT_MODEL --epochs 40"
     assert loaded.spec_dir.name == "specs" and loaded.spec_dir.is_absolute()
-    assert loaded.location(("experiments", 0, "jobs", 0)) == f"{REPO_SPEC}:46:9"
+    assert loaded.location(("experiments", 0, "jobs", 0)) == f"{REPO_SPEC}:49:9"
     assert loaded.location(("clusters", 0, "vm_size")) == f"{REPO_SPEC}:32:14"
 
 

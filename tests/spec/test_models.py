@@ -72,7 +72,7 @@ def test_wall_clock_time_is_positive_and_at_most_7_days(written):
 
 
 def test_cluster_and_job_can_be_built_directly():
-    cluster = Cluster(name="c", vm_size="STANDARD_NC6", scale={"auto": {"minimum_node_count": 0, "maximum_node_count": 4}}, user_account={"admin_user_name": "u"})
+    cluster = Cluster(name="c", vm_size="STANDARD_NC6", scale={"auto": {"minimum_node_count": 0, "maximum_node_count": 4}}, user_account={"admin_user_name": "u", "ssh_public_key": "ssh-ed25519 AAAAtest"})
     assert cluster.scale.max_nodes == 4 and cluster.scale.auto.initial_node_count == 0
     job = Job(name="j", cluster="c", node_count=2, std_out_err_path_prefix="/o", tensorflow={"python_script_file_path": "t.py", "parameter_server_count": 2})
     assert job.toolkit[0] == "tensorflow"

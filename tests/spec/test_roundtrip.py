@@ -67,7 +67,7 @@ def specs(draw) -> Spec:
                      {"auto": {"minimum_node_count": 0, "maximum_node_count": 3, "initial_node_count": 1}}]
                 )
             ),
-            "user_account": {"admin_user_name": "demo", "admin_user_password": draw(st.none() | TEXT.map(SecretStr))},
+            "user_account": {"admin_user_name": "demo", "ssh_public_key": "ssh-ed25519 AAAAtest", "admin_user_password": draw(st.none() | TEXT.map(SecretStr))},
             "node_setup": {
                 "setup_task": {"command_line": draw(TEXT), "secrets": draw(SECRETS), "std_out_err_path_prefix": "/logs"},
                 "mount_volumes": {

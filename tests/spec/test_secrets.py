@@ -19,7 +19,7 @@ SECRET_SPEC = edited(
     "        container:\n"
     "          image: r.io/train:1\n"
     f"          registry: {{server_url: r.io, username: u, password: '{{{{ env.BATCHAI_SPEC_TEST_KEY }}}}'}}\n",
-    edited("      admin_user_name: demo\n", f"      admin_user_name: demo\n      admin_user_password: {IN_TEXT}\n", VALID_SPEC),
+    edited("      {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}\n", f"      admin_user_name: demo\n      admin_user_password: {IN_TEXT}\n", VALID_SPEC),
 )
 
 BREAKAGES = [
