@@ -420,13 +420,16 @@ class _Builder:
                 },
                 "shm_size": job.container.shm_size,
             }
+        settings = _dump(toolkit)
+        if toolkit_name == "cntk" and settings.get("process_count") is None:
+            settings["process_count"] = job.node_count  # the service fills it in so
         body = {
             "scheduling_priority": job.scheduling_priority,
             "cluster": {"id": cluster_id(self.subscription_id, self.rg, self.spec.workspace.name, cluster.name)},
             "mount_volumes": self._mount_volumes(job.mount_volumes),
             "node_count": job.node_count,
             "container_settings": container,
-            TOOLKIT_ATTRIBUTES[toolkit_name]: _dump(toolkit),
+            TOOLKIT_ATTRIBUTES[toolkit_name]: settings,
             "job_preparation": {"command_line": job.job_preparation.command_line} if job.job_preparation else None,
             "std_out_err_path_prefix": job.std_out_err_path_prefix,
             "input_directories": [{"id": key, "path": path} for key, path in sorted(job.input_directories.items())],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import requests
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.azure.clients import Clients
@@ -46,7 +48,7 @@ class Watch:
     def __init__(self, clients: Clients):
         self.clients = clients
         self._http = requests.Session()
-        self._http.verify = clients.target.connection_verify
+        self._verify = clients.target.connection_verify
 
     def cluster(self, ids: dict[str, str]) -> ClusterStatus:
         cluster = self.clients.batchai.clusters.get(ids["resource_group"], ids["workspace"], ids["cluster"])
@@ -85,17 +87,26 @@ class Watch:
                 found.append(OutputFile(directory_id, path, item.download_url, item.content_length or 0))
         return found
 
+    @contextlib.contextmanager
+    def _get(self, url: str, **options: Any) -> Iterator[requests.Response]:
+        """A GET on a SAS URL, its failures as the azure-core errors the rest of the tool classifies."""
+        # verify is passed on every call: a session-level value loses to REQUESTS_CA_BUNDLE in requests.
+        try:
+            with self._http.get(url, verify=self._verify, timeout=300, **options) as response:
+                if response.status_code >= 400 and response.status_code != 416:
+                    error = HttpResponseError(f"GET of an output file answered HTTP {response.status_code}")
+                    error.status_code = response.status_code
+                    raise error
+                yield response
+        except requests.RequestException as error:
+            raise ServiceRequestError(f"GET of an output file failed: {type(error).__name__}") from error
+
     def read_from(self, url: str, offset: int) -> bytes:
         """The bytes of a file from `offset` on (a ranged GET on its SAS URL), b'' when there is nothing new."""
-        response = self._http.get(url, headers={"Range": f"bytes={offset}-"}, timeout=60)
-        if response.status_code == 416:
-            return b""
-        response.raise_for_status()
-        return response.content
+        with self._get(url, headers={"Range": f"bytes={offset}-"}) as response:
+            return b"" if response.status_code == 416 else response.content
 
     def download(self, url: str, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        with self._http.get(url, stream=True, timeout=300) as response:
-            response.raise_for_status()
-            with destination.open("wb") as handle:
-                shutil.copyfileobj(response.raw, handle)
+        with self._get(url, stream=True) as response, destination.open("wb") as handle:
+            shutil.copyfileobj(response.raw, handle)

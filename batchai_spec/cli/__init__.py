@@ -42,6 +42,11 @@ def main() -> None:
     except click.ClickException as usage:
         usage.show()
         sys.exit(usage.exit_code)
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: one line, the traceback on --debug
+        if state.debug:
+            console_err.print_exception()
+        console_err.print(f"[bold red]Error:[/] {escape(type(error).__name__)}: {escape(str(error))} (--debug shows where)", soft_wrap=True)
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]

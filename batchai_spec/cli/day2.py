@@ -62,7 +62,8 @@ def status(
     session = open_session(spec, var, var_file, backend, state_dir)
     observed = session.observe()
     table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
-    for column in ("Address", "State", "Details", "Owned"):
+    table.add_column("Address", overflow="fold")
+    for column in ("State", "Details", "Owned"):
         table.add_column(column)
     addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
     for address in addresses:
