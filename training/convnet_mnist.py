@@ -1,0 +1,567 @@
+"""The Batch AI quickstart's ConvNet_MNIST.py: a convolutional network for MNIST in CNTK text format.
+
+    python ConvNet_MNIST.py <data dir> <model dir> [--epochs N] [--train-samples N] [--test-samples N] [--seed N]
+
+<data dir> holds Train-28x28_cntk_text.txt and Test-28x28_cntk_text.txt (training/prepare_mnist.py writes them).
+The defaults are the quickstart's full run: 40 epochs over the whole training file, then one test pass over the
+whole test file. One model per epoch goes to <model dir>/ConvNet_MNIST_{epoch}.dnn with the 0-based epoch as in the
+quickstart (0 .. N-1), followed by ConvNet_MNIST.onnx where an ONNX exporter is installed.
+
+The file is uploaded alone to the job's share and runs with the job's Python, so it needs nothing but the standard
+library, numpy and one framework, and keeps to Python 3.6 syntax (the only CNTK wheels are for CPython 3.6).
+It trains with CNTK where `import cntk` works and with PyTorch otherwise: the network is written once, as the
+declarative ARCHITECTURE below, and each back end turns it into its own layers. Under PyTorch the .dnn files hold
+the network's state dict (torch.save); under CNTK they are CNTK models (Function.save).
+
+How CNTK's learner maps to PyTorch:
+- CNTK's criterion is the SUM of the per-sample losses of a minibatch and its learning rate is per sample, so a
+  step is w -= lr_per_sample * sum_i grad_i. The PyTorch back end takes the same step from a sum-reduced
+  cross-entropy. (With PyTorch's usual mean reduction the same step needs lr = lr_per_sample * minibatch size.)
+- CNTK's momentum is a time constant tau in samples: the per-minibatch momentum is m = exp(-n / tau) for a
+  minibatch of n samples (0 when tau is 0). It is unit-gain: v = m * v + (1 - m) * g, then w -= lr * v, with v
+  starting at zero. That is PyTorch's SGD with dampening = momentum, except that PyTorch seeds v with the first
+  gradient instead of zero, so the back end carries its own ten-line optimiser that follows CNTK exactly.
+- The last minibatch of an epoch may be short (60,000 = 937 * 64 + 32); lr and m follow from its size as above.
+- Weights start Glorot-uniform (CNTK's default initialiser), biases at zero; dropout is off in the test pass.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from itertools import islice
+from typing import NamedTuple
+
+import numpy as np
+
+TRAIN_FILE = "Train-28x28_cntk_text.txt"
+TEST_FILE = "Test-28x28_cntk_text.txt"
+MODEL_FILE = "ConvNet_MNIST_{}.dnn"
+ONNX_FILE = "ConvNet_MNIST.onnx"
+
+IMAGE_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+STREAMS = (("labels", NUM_CLASSES), ("features", 28 * 28))
+
+MAX_EPOCHS = 40
+MINIBATCH_SIZE = 64
+TEST_MINIBATCH_SIZE = 1024
+# Per-epoch schedules; the last entry holds for every later epoch.
+LR_PER_SAMPLE = [0.001] * 10 + [0.0005] * 10 + [0.0001]
+MOMENTUM_TIME_CONSTANT = [0] * 5 + [1024]
+
+DATA_ERROR_EXIT = 1
+
+
+class Scale(NamedTuple):
+    factor: float
+
+
+class Conv(NamedTuple):
+    """A 2-D convolution followed by ReLU (the quickstart sets ReLU as the default activation)."""
+
+    filters: int
+    kernel: int
+    pad: bool = False
+
+
+class MaxPool(NamedTuple):
+    window: int
+    stride: int
+
+
+class Dense(NamedTuple):
+    units: int
+    relu: bool = True
+
+
+class Dropout(NamedTuple):
+    rate: float
+
+
+ARCHITECTURE = (
+    Scale(1 / 256),
+    Conv(32, 5, pad=True),
+    MaxPool(3, 2),
+    Conv(48, 3),
+    MaxPool(3, 2),
+    Conv(64, 3),
+    Dense(96),
+    Dropout(0.5),
+    Dense(NUM_CLASSES, relu=False),
+)
+
+
+class DataError(Exception):
+    """Missing or malformed data: the script prints the message alone and exits non-zero."""
+
+
+def per_epoch(schedule, epoch):
+    return schedule[min(epoch, len(schedule) - 1)]
+
+
+def unit_gain_momentum(minibatch_samples, time_constant):
+    return math.exp(-minibatch_samples / time_constant) if time_constant else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CNTK Text Format reader
+
+
+def read_ctf(path, streams=STREAMS, limit=None):
+    """Read dense CTF samples (`|labels 0 1 ... |features 0 0 ...`, one per line) into arrays by stream.
+
+    Reads the first `limit` lines when given. Raises DataError naming the file and line of the first bad sample.
+    """
+    lines = _read_lines(path, limit)
+    if not lines:
+        raise DataError("{} holds no samples".format(path))
+    values_by_stream = _split_streams(path, lines, streams)
+    arrays = {}
+    for name, dim in streams:
+        arrays[name] = _parse_numbers(path, values_by_stream[name], name, dim)
+    return arrays
+
+
+def _read_lines(path, limit):
+    try:
+        with open(path, "rb") as ctf:
+            if limit is not None:
+                lines = list(islice(ctf, limit))
+            else:
+                lines = ctf.read().split(b"\n")
+                if lines and not lines[-1].strip():
+                    lines.pop()
+    except FileNotFoundError:
+        raise DataError("data file not found: {}".format(path)) from None
+    except OSError as error:
+        raise DataError("cannot read {}: {}".format(path, error.strerror or error)) from None
+    return lines
+
+
+def _split_streams(path, lines, streams):
+    """Cut each line into its streams' value texts, checking each stream's value count on the way."""
+    values_by_stream = {name: [] for name, _ in streams}
+    wanted = [(name.encode(), values_by_stream[name], dim) for name, dim in streams]
+    for number, line in enumerate(lines, 1):
+        fields = line.split(b"|")
+        if fields[0].strip():
+            raise DataError("{}, line {}: text before the first '|'".format(path, number))
+        found = {}
+        for field in fields[1:]:
+            name, _, values = field.partition(b" ")
+            found[name] = values.strip()
+        for name, bucket, dim in wanted:
+            values = found.get(name)
+            if values is None:
+                raise DataError("{}, line {}: no |{} field".format(path, number, name.decode()))
+            # One space between values is the format's norm; anything else gets the exact (slower) count.
+            if (values.count(b" ") + 1 if values else 0) != dim and len(values.split()) != dim:
+                raise DataError(
+                    "{}, line {}: |{} has {} values, expected {}".format(
+                        path, number, name.decode(), len(values.split()), dim
+                    )
+                )
+            bucket.append(values)
+    return values_by_stream
+
+
+def _parse_numbers(path, texts, name, dim):
+    """The values as an (n, dim) array: uint8 when they are all integers 0..255 (pixels, one-hot labels), else
+    float32. Integer-only text parses ten times faster than general numbers."""
+    joined = b" ".join(texts)
+    integers_only = not joined.translate(None, b"0123456789 \t\r\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            numbers = np.fromstring(joined, dtype=np.int32 if integers_only else np.float64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            numbers = None
+    if numbers is None or numbers.size != len(texts) * dim:
+        _raise_first_unparsable(path, texts, name, dim)
+    fits_bytes = integers_only and numbers.max() <= 255
+    return numbers.astype(np.uint8 if fits_bytes else np.float32).reshape(len(texts), dim)
+
+
+def _raise_first_unparsable(path, texts, name, dim):
+    for number, text in enumerate(texts, 1):
+        tokens = text.split()
+        if len(tokens) != dim:
+            raise DataError("{}, line {}: |{} has {} values, expected {}".format(path, number, name, len(tokens), dim))
+        for token in tokens:
+            try:
+                float(token)
+            except ValueError:
+                raise DataError(
+                    "{}, line {}: |{} value {!r} is not a number".format(path, number, name, token.decode(errors="replace"))
+                ) from None
+    raise DataError("{}: cannot parse the |{} values".format(path, name))
+
+
+def one_hot_classes(path, labels):
+    """The class index of each one-hot label row; DataError names the first row that is not one-hot."""
+    valid = ((labels == 0) | (labels == 1)).all(axis=1) & (labels.sum(axis=1) == 1)
+    if not valid.all():
+        line = int(np.argmin(valid)) + 1
+        raise DataError("{}, line {}: |labels is not one-hot".format(path, line))
+    return labels.argmax(axis=1)
+
+
+class Dataset(NamedTuple):
+    features: np.ndarray  # (n, 784) raw pixel values: uint8, or float32 where the file holds other numbers
+    classes: np.ndarray  # int64 (n,)
+
+
+def load_dataset(path, samples):
+    """The first `samples` samples of a CTF file (all when None); DataError when the file holds fewer."""
+    arrays = read_ctf(path, limit=samples)
+    if samples is not None and len(arrays["features"]) < samples:
+        raise DataError("{} holds {} samples, fewer than the {} asked for".format(path, len(arrays["features"]), samples))
+    return Dataset(arrays["features"], one_hot_classes(path, arrays["labels"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Back ends: each builds ARCHITECTURE in its framework and trains it with the quickstart's learner.
+
+
+class ExportUnavailable(Exception):
+    """No ONNX exporter is installed for the framework in use."""
+
+
+class TorchBackend:
+    def __init__(self, train_samples, seed):
+        import torch
+
+        self.torch = torch
+        if seed is not None:
+            torch.manual_seed(seed)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        else:
+            torch.backends.cudnn.benchmark = True
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        self.description = "PyTorch {} on {}".format(torch.__version__, where)
+        self.network = build_torch_network(torch, ARCHITECTURE, IMAGE_SHAPE).to(self.device)
+        self.optimizer = make_unit_gain_sgd(torch, self.network.parameters())
+
+    def parameter_shapes(self):
+        return [tuple(parameter.shape) for parameter in self.network.parameters()]
+
+    def dataset(self, data):
+        # uint8 pixels stay uint8 on the device (a quarter of the memory) and become floats per minibatch.
+        features = self.torch.from_numpy(data.features).reshape((-1,) + IMAGE_SHAPE).to(self.device)
+        return features, self.torch.from_numpy(data.classes).to(self.device)
+
+    def train_epoch(self, data, order, epoch):
+        torch = self.torch
+        features, classes = data
+        lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
+        time_constant = per_epoch(MOMENTUM_TIME_CONSTANT, epoch)
+        order = torch.from_numpy(order).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        errors = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.network.train()
+        for start in range(0, len(order), MINIBATCH_SIZE):
+            batch = order[start : start + MINIBATCH_SIZE]
+            targets = classes[batch]
+            outputs = self.network(features[batch].float())
+            loss = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step(lr_per_sample, unit_gain_momentum(len(batch), time_constant))
+            loss_sum += loss.detach()
+            errors += (outputs.detach().argmax(dim=1) != targets).sum()
+        return float(loss_sum), int(errors)
+
+    def count_errors(self, data, start, stop):
+        features, classes = data
+        self.network.eval()
+        with self.torch.no_grad():
+            outputs = self.network(features[start:stop].float())
+            return int((outputs.argmax(dim=1) != classes[start:stop]).sum())
+
+    def save(self, path):
+        self.torch.save(self.network.state_dict(), path)
+
+    def export_onnx(self, path):
+        import importlib.util
+
+        if importlib.util.find_spec("onnx") is None:
+            raise ExportUnavailable("the onnx package is not installed")
+        # The torch.export-based exporter needs onnxscript; the TorchScript one needs onnx alone.
+        dynamo = importlib.util.find_spec("onnxscript") is not None
+        sample = self.torch.zeros((1,) + IMAGE_SHAPE, device=self.device)
+        self.network.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.torch.onnx.export(
+                self.network,
+                (sample,),
+                path,
+                input_names=["features"],
+                output_names=["z"],
+                dynamic_axes={"features": {0: "batch"}, "z": {0: "batch"}},
+                dynamo=dynamo,
+            )
+
+
+def build_torch_network(torch, architecture, input_shape):
+    nn = torch.nn
+
+    class ScaleInput(nn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, inputs):
+            return inputs * self.factor
+
+    channels, height, width = input_shape
+    flat_size = None  # set once the spatial input has been flattened for a dense layer
+    modules = []
+    for layer in architecture:
+        if isinstance(layer, Scale):
+            modules.append(ScaleInput(layer.factor))
+        elif isinstance(layer, Conv):
+            padding = layer.kernel // 2 if layer.pad else 0
+            modules += [nn.Conv2d(channels, layer.filters, layer.kernel, padding=padding), nn.ReLU()]
+            channels = layer.filters
+            height, width = height + 2 * padding - layer.kernel + 1, width + 2 * padding - layer.kernel + 1
+        elif isinstance(layer, MaxPool):
+            modules.append(nn.MaxPool2d(layer.window, layer.stride))
+            height, width = (height - layer.window) // layer.stride + 1, (width - layer.window) // layer.stride + 1
+        elif isinstance(layer, Dense):
+            if flat_size is None:
+                modules.append(nn.Flatten())
+                flat_size = channels * height * width
+            modules.append(nn.Linear(flat_size, layer.units))
+            if layer.relu:
+                modules.append(nn.ReLU())
+            flat_size = layer.units
+        elif isinstance(layer, Dropout):
+            modules.append(nn.Dropout(layer.rate))
+        else:
+            raise TypeError("no PyTorch layer for {!r}".format(layer))
+    network = nn.Sequential(*modules)
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return network
+
+
+def make_unit_gain_sgd(torch, parameters):
+    class UnitGainMomentumSGD(torch.optim.Optimizer):
+        """CNTK's momentum_sgd with unit gain: v = m * v + (1 - m) * g; w -= lr * v; v starts at zero."""
+
+        def __init__(self, params):
+            super().__init__(params, {})
+
+        @torch.no_grad()
+        def step(self, lr, momentum):
+            for group in self.param_groups:
+                for parameter in group["params"]:
+                    if parameter.grad is None:
+                        continue
+                    velocity = self.state[parameter].get("velocity")
+                    if velocity is None:
+                        velocity = self.state[parameter]["velocity"] = torch.zeros_like(parameter)
+                    velocity.mul_(momentum).add_(parameter.grad, alpha=1.0 - momentum)
+                    parameter.add_(velocity, alpha=-lr)
+
+    return UnitGainMomentumSGD(parameters)
+
+
+class CntkBackend:
+    def __init__(self, train_samples, seed):
+        import cntk as C
+
+        self.C = C
+        if seed is not None:
+            C.cntk_py.set_fixed_random_seed(seed)
+            C.cntk_py.force_deterministic_algorithms()
+        device = C.device.use_default_device()
+        where = "GPU {}".format(device.id()) if device.type() == C.device.DeviceKind.GPU else "CPU"
+        self.description = "CNTK {} on {}".format(C.__version__, where)
+        self.features = C.input_variable(IMAGE_SHAPE, np.float32)
+        self.labels = C.input_variable(NUM_CLASSES, np.float32)
+        self.network = build_cntk_network(C, ARCHITECTURE, self.features)
+        criterion = C.cross_entropy_with_softmax(self.network, self.labels)
+        metric = C.classification_error(self.network, self.labels)
+        learner = C.momentum_sgd(
+            self.network.parameters,
+            C.learning_parameter_schedule_per_sample(LR_PER_SAMPLE, epoch_size=train_samples),
+            C.momentum_as_time_constant_schedule(MOMENTUM_TIME_CONSTANT, epoch_size=train_samples),
+        )
+        self.trainer = C.Trainer(self.network, (criterion, metric), [learner])
+
+    def parameter_shapes(self):
+        return [tuple(parameter.shape) for parameter in self.network.parameters]
+
+    def dataset(self, data):
+        features = data.features.reshape((-1,) + IMAGE_SHAPE)
+        return features, np.eye(NUM_CLASSES, dtype=np.float32)[data.classes]
+
+    def train_epoch(self, data, order, epoch):
+        # The learner's schedules advance by samples seen, one epoch_size per epoch, so `epoch` is implied.
+        features, labels = data
+        loss_sum = error_sum = 0.0
+        for start in range(0, len(order), MINIBATCH_SIZE):
+            batch = order[start : start + MINIBATCH_SIZE]
+            batch_features = features[batch].astype(np.float32)
+            self.trainer.train_minibatch({self.features: batch_features, self.labels: labels[batch]})
+            loss_sum += self.trainer.previous_minibatch_loss_average * len(batch)
+            error_sum += self.trainer.previous_minibatch_evaluation_average * len(batch)
+        return loss_sum, int(round(error_sum))
+
+    def count_errors(self, data, start, stop):
+        features, labels = data
+        batch = {self.features: features[start:stop].astype(np.float32), self.labels: labels[start:stop]}
+        error_rate = self.trainer.test_minibatch(batch)
+        return int(round(error_rate * (stop - start)))
+
+    def save(self, path):
+        self.network.save(path)
+
+    def export_onnx(self, path):
+        self.network.save(path, format=self.C.ModelFormat.ONNX)
+
+
+def build_cntk_network(C, architecture, features):
+    output = features
+    for layer in architecture:
+        if isinstance(layer, Scale):
+            output = C.element_times(C.constant(layer.factor), output)
+        elif isinstance(layer, Conv):
+            output = C.layers.Convolution2D((layer.kernel, layer.kernel), layer.filters, activation=C.relu, pad=layer.pad)(
+                output
+            )
+        elif isinstance(layer, MaxPool):
+            output = C.layers.MaxPooling((layer.window, layer.window), (layer.stride, layer.stride))(output)
+        elif isinstance(layer, Dense):
+            output = C.layers.Dense(layer.units, activation=C.relu if layer.relu else None)(output)
+        elif isinstance(layer, Dropout):
+            output = C.layers.Dropout(layer.rate)(output)
+        else:
+            raise TypeError("no CNTK layer for {!r}".format(layer))
+    return output
+
+
+def choose_backend(train_samples, seed):
+    try:
+        import cntk  # noqa: F401  (the job image's framework)
+    except ImportError:
+        pass
+    else:
+        return CntkBackend(train_samples, seed)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise DataError("neither CNTK nor PyTorch is installed for {}".format(sys.executable)) from None
+    return TorchBackend(train_samples, seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The quickstart's run
+
+
+def epoch_summary(epoch, epochs, loss_sum, errors, samples, seconds):
+    """CNTK ProgressPrinter's line for a finished epoch."""
+    return "Finished Epoch[{} of {}]: [Training] loss = {:0.6f} * {}, metric = {:0.2f}% * {} {:0.3f}s ({:5.1f} samples/s);".format(
+        epoch + 1, epochs, loss_sum / samples, samples, errors * 100.0 / samples, samples, seconds, samples / seconds
+    )
+
+
+def final_results(minibatches, errors, samples):
+    # "+ 1" is the quickstart's own: its 10 test minibatches print as Minibatch[1-11].
+    return "Final Results: Minibatch[1-{}]: errs = {:0.2f}% * {}".format(minibatches + 1, errors * 100.0 / samples, samples)
+
+
+def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, test_samples=None, seed=None):
+    """Train, save one model per epoch, test; return the test error rate."""
+    started = time.perf_counter()
+    train = load_dataset(os.path.join(data_dir, TRAIN_FILE), train_samples)
+    test = load_dataset(os.path.join(data_dir, TEST_FILE), test_samples)
+    print(
+        "Read {} training and {} test samples from {} in {:0.1f}s".format(
+            len(train.classes), len(test.classes), data_dir, time.perf_counter() - started
+        )
+    )
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as error:
+        raise DataError("cannot create the model directory {}: {}".format(model_dir, error.strerror or error)) from None
+
+    epoch_size = len(train.classes)
+    backend = choose_backend(epoch_size, seed)
+    print("Framework: {}".format(backend.description))
+    shapes = backend.parameter_shapes()
+    print("Training {} parameters in {} parameter tensors.".format(sum(int(np.prod(s)) for s in shapes), len(shapes)))
+    print()
+    sys.stdout.flush()
+
+    shuffle = np.random.RandomState(seed)
+    train_data = backend.dataset(train)
+    for epoch in range(epochs):
+        if epoch == 0 or per_epoch(LR_PER_SAMPLE, epoch) != per_epoch(LR_PER_SAMPLE, epoch - 1):
+            print("Learning rate per 1 samples: {}".format(per_epoch(LR_PER_SAMPLE, epoch)))
+        if epoch == 0 or per_epoch(MOMENTUM_TIME_CONSTANT, epoch) != per_epoch(MOMENTUM_TIME_CONSTANT, epoch - 1):
+            print("Momentum time constant: {} samples".format(per_epoch(MOMENTUM_TIME_CONSTANT, epoch)))
+        epoch_started = time.perf_counter()
+        loss_sum, errors = backend.train_epoch(train_data, shuffle.permutation(epoch_size), epoch)
+        seconds = time.perf_counter() - epoch_started
+        print(epoch_summary(epoch, epochs, loss_sum, errors, epoch_size, seconds))
+        sys.stdout.flush()
+        backend.save(os.path.join(model_dir, MODEL_FILE.format(epoch)))
+
+    test_data = backend.dataset(test)
+    test_size = len(test.classes)
+    minibatches = errors = 0
+    for start in range(0, test_size, TEST_MINIBATCH_SIZE):
+        errors += backend.count_errors(test_data, start, min(start + TEST_MINIBATCH_SIZE, test_size))
+        minibatches += 1
+    print()
+    print(final_results(minibatches, errors, test_size))
+    print()
+
+    onnx_path = os.path.join(model_dir, ONNX_FILE)
+    try:
+        backend.export_onnx(onnx_path)
+    except ExportUnavailable as reason:
+        print("ONNX export skipped: {}".format(reason))
+    else:
+        print("ONNX model: {}".format(onnx_path))
+    print("Models: {} ({} .. {})".format(model_dir, MODEL_FILE.format(0), MODEL_FILE.format(epochs - 1)))
+    return errors / test_size
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1, not {}".format(value))
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train the quickstart's ConvNet on MNIST in CNTK text format.")
+    parser.add_argument("data_dir", help="directory holding {} and {}".format(TRAIN_FILE, TEST_FILE))
+    parser.add_argument("model_dir", help="directory for the per-epoch models")
+    parser.add_argument("--epochs", type=positive_int, default=MAX_EPOCHS, help="default: %(default)s")
+    parser.add_argument("--train-samples", type=positive_int, help="train on the first N samples (default: all)")
+    parser.add_argument("--test-samples", type=positive_int, help="test on the first N samples (default: all)")
+    parser.add_argument("--seed", type=int, help="seed the initial weights, shuffling and dropout")
+    args = parser.parse_args(argv)
+    try:
+        convnet_mnist(args.data_dir, args.model_dir, args.epochs, args.train_samples, args.test_samples, args.seed)
+    except DataError as error:
+        sys.stdout.flush()
+        print("{}: error: {}".format(parser.prog, error), file=sys.stderr)
+        return DATA_ERROR_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
