@@ -40,7 +40,8 @@ def main() -> None:
     print(f"file size: {size_mb:.0f} MB, median of {options.repeats} runs")
     print(f"local copy (shutil.copyfile): {size_mb / local:8.1f} MB/s")
     for name, seconds in (("emulator upload", upload), ("emulator download", download)):
-        print(f"{name + ' (SDK, 4 threads)':35s} {size_mb / seconds:8.1f} MB/s   local/emulator = {seconds / local:5.1f}x")
+        label = f"{name} (SDK, 4 threads)"
+        print(f"{label:35s} {size_mb / seconds:8.1f} MB/s   local/emulator = {seconds / local:5.1f}x")
 
 
 def _local_copy_seconds(scratch: Path, data: bytes, repeats: int) -> float:

@@ -138,7 +138,8 @@ def test_sas_permissions_are_enforced(storage_account, stored_file):
     with pytest.raises(HttpResponseError) as raised:
         read_only.upload_file(b"overwrite")
     assert (raised.value.status_code, raised.value.error_code) == (403, "AuthorizationPermissionMismatch")
-    writer_sas = _file_sas(storage_account, stored_file, permission=FileSasPermissions(read=True, write=True, create=True))
+    read_write = FileSasPermissions(read=True, write=True, create=True)
+    writer_sas = _file_sas(storage_account, stored_file, permission=read_write)
     writer = _sas_file_client(storage_account, stored_file, writer_sas)
     writer.upload_file(b"new content")
     assert writer.download_file().readall() == b"new content"
@@ -168,7 +169,8 @@ def test_account_sas_grants_only_its_resource_types(endpoint, storage_account, s
     service.create_share(created)
     assert created in {share.name for share in service.list_shares()}
     with pytest.raises(HttpResponseError) as raised:
-        service.get_share_client(stored_file.share_name).get_file_client("/".join(stored_file.file_path)).download_file()
+        share = service.get_share_client(stored_file.share_name)
+        share.get_file_client("/".join(stored_file.file_path)).download_file()
     assert raised.value.error_code == "AuthorizationResourceTypeMismatch"
 
 

@@ -75,7 +75,8 @@ def test_hostile_paths_are_refused(endpoint, storage_account, prepared_share, ac
                                    hostile, method, query, headers):
     victim = account_directory / "escaped"
     hostile = hostile.format(absolute=str(victim).lstrip("/"), absolute_quoted=quote(str(victim), safe=""))
-    url = f"{storage_account.url}/{prepared_share.share_name}/{hostile}?{query + '&' if query else ''}{all_powerful_sas}"
+    query = f"{query}&{all_powerful_sas}" if query else all_powerful_sas
+    url = f"{storage_account.url}/{prepared_share.share_name}/{hostile}?{query}"
     response = send(endpoint, url, method, headers)
     assert response.status in (400, 404), response.body
     assert b"outside the share" not in response.body

@@ -30,6 +30,14 @@ def test_create_twice_conflicts_and_missing_share_is_not_found(storage_account):
     assert raised.value.error_code == "ShareNotFound"
 
 
+def test_metadata_names_that_sort_differently_by_code_point_and_by_the_sdks_collation(storage_account):
+    """12.27 signs x-ms-meta-a_1 before x-ms-meta-a1 (plain sorting puts it after); the signature must verify."""
+    metadata = {"a_1": "1", "a1": "2", "ab": "3", "a_b_c": "4"}
+    share = storage_account.service().create_share(unique_name("share"), metadata=metadata)
+    share.set_share_metadata(metadata)
+    assert share.get_share_properties().metadata == metadata
+
+
 def test_quota_and_metadata_can_change(share):
     before = share.get_share_properties().etag
     share.set_share_quota(42)

@@ -57,7 +57,8 @@ def test_everything_survives_a_restart(state_dir):
         AdminClient(first).add_fault("/never-matches$", "status", count=None)
     with start_in_process(state_dir) as emulator:
         second = emulator.endpoint
-        assert (second.token, second.subscription_id, second.ca_cert) == (first.token, first.subscription_id, first.ca_cert)
+        identity = ("token", "subscription_id", "ca_cert")
+        assert [getattr(second, name) for name in identity] == [getattr(first, name) for name in identity]
         assert resource_client_for(second).resource_groups.get(group).tags == {"k": "v"}
         assert storage_client_for(second).storage_accounts.list_keys(group, account).keys[0].value == key
         share = share_service_for(second, account, key).get_share_client(share_name)

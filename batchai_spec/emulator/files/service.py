@@ -63,7 +63,9 @@ def authenticate(state: State, call: Call) -> None:
     elif call.headers.get("authorization"):
         verify_shared_key(call, target.account, keys)
     else:
-        raise ServiceError(401, "NoAuthenticationInformation", "The request carries neither a SharedKey signature nor a SAS.")
+        raise ServiceError(
+            401, "NoAuthenticationInformation", "The request carries neither a SharedKey signature nor a SAS."
+        )
 
 
 def dispatch(state: State, call: Call) -> Response:
@@ -81,8 +83,9 @@ def dispatch(state: State, call: Call) -> Response:
         table = {}
     handler = table.get((call.method, call.query.get("comp")))
     if handler is None:
+        known_verb = call.method in ("GET", "HEAD", "PUT", "DELETE")
         raise ServiceError(
-            400, "UnsupportedHttpVerb" if call.method not in ("GET", "HEAD", "PUT", "DELETE") else "InvalidQueryParameterValue",
+            400, "InvalidQueryParameterValue" if known_verb else "UnsupportedHttpVerb",
             "The emulator does not support this operation on this resource.",
         )
     return handler(state, call, target)
