@@ -98,7 +98,7 @@ ARCHITECTURE = (
 
 
 class DataError(Exception):
-    """Missing or malformed data: the script prints the message alone and exits non-zero."""
+    """Missing or malformed data (or no framework to train with): the script prints the message alone, exit 1."""
 
 
 def per_epoch(schedule, epoch):
