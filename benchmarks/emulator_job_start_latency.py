@@ -24,7 +24,7 @@ import azure.mgmt.batchai.models as models  # noqa: E402
 
 from batchai_spec.emulator.files.store import share_directory  # noqa: E402
 from batchai_spec.emulator.server import start_in_process  # noqa: E402
-from tests.emulator.batchai_support import batchai_client_for  # noqa: E402
+from tests.emulator.batchai_support import batchai_client_for, cluster_parameters  # noqa: E402
 from tests.emulator_clients import LOCATION, resource_client_for, share_service_for, storage_client_for  # noqa: E402
 
 
@@ -45,14 +45,8 @@ def main() -> None:
         client = batchai_client_for(endpoint)
         client.workspaces.begin_create("bench", "ws", models.WorkspaceCreateParameters(location=LOCATION)).result()
         client.experiments.begin_create("bench", "ws", "exp").result()
-        cluster = client.clusters.begin_create("bench", "ws", "cluster", models.ClusterCreateParameters(
-            vm_size="STANDARD_NC6",
-            scale_settings=models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=1)),
-            user_account_settings=models.UserAccountSettings(admin_user_name="u", admin_user_password="p"),
-            node_setup=models.NodeSetup(mount_volumes=models.MountVolumes(azure_file_shares=[
-                models.AzureFileShareReference(
-                    account_name="benchacct", azure_file_url="https://benchacct.file.core.windows.net/share",
-                    credentials=models.AzureStorageCredentialsInfo(account_key=key), relative_mount_path="afs")]))),
+        cluster = client.clusters.begin_create(
+            "bench", "ws", "cluster", cluster_parameters("benchacct", key, "share", mount="afs")
         ).result()
         _poll(lambda: client.clusters.get("bench", "ws", "cluster").node_state_counts.idle_node_count == 1)
 

@@ -203,9 +203,10 @@ def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
         stdouterr.mkdir(parents=True, exist_ok=True)
         outputs = {}
         for directory in properties.get("outputDirectories") or []:
-            path = Path(environments[0][f"AZ_BATCHAI_OUTPUT_{directory['id']}"])
-            path.mkdir(parents=True, exist_ok=True)
-            outputs[directory["id"]] = _location(path, cluster_mounts + job_mounts)
+            variable = f"AZ_BATCHAI_OUTPUT_{directory['id']}"
+            for env in environments:  # the service created them on every node (they may be node-local)
+                Path(env[variable]).mkdir(parents=True, exist_ok=True)
+            outputs[directory["id"]] = _location(Path(environments[0][variable]), cluster_mounts + job_mounts)
         log = ExecutionLog(stdouterr / "execution.log")
         log.write(f"Job {job.runtime['experimentName']}/{job.name} ({tool_type}) starts on node(s)"
                   f" {', '.join(node_ids)} of cluster {cluster.name}")
