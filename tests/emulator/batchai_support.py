@@ -41,6 +41,26 @@ def batchai_client_for(endpoint: Endpoint) -> BatchAI:
     )
 
 
+def share_reference(account: str, key: str, share: str, mount: str = MOUNT,
+                    url: str | None = None) -> models.AzureFileShareReference:
+    return models.AzureFileShareReference(
+        account_name=account, azure_file_url=url or f"https://{account}.file.core.windows.net/{share}",
+        credentials=models.AzureStorageCredentialsInfo(account_key=key), relative_mount_path=mount,
+    )
+
+
+def cluster_parameters(account: str, key: str, share: str, *, nodes: int = 1, mount: str = MOUNT,
+                       scale: models.ScaleSettings | None = None) -> models.ClusterCreateParameters:
+    """A cluster of NC6 nodes with the Azure File share `share` of `account` mounted at `$AZ_BATCHAI_MOUNT_ROOT/mount`."""
+    return models.ClusterCreateParameters(
+        vm_size="Standard_NC6",
+        scale_settings=scale or models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=nodes)),
+        user_account_settings=models.UserAccountSettings(admin_user_name="demo", admin_user_password="Secret-pw1"),
+        node_setup=models.NodeSetup(mount_volumes=models.MountVolumes(
+            azure_file_shares=[share_reference(account, key, share, mount)])),
+    )
+
+
 def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0) -> T:
     """Poll `read` with backoff until `done(value)`; fails the test with the last value on timeout."""
     deadline = time.monotonic() + timeout_s
@@ -76,15 +96,8 @@ class Sandbox:
     def key(self) -> str:
         return self.account.keys[0]
 
-    @property
-    def share_url(self) -> str:
-        return f"https://{self.account.name}.file.core.windows.net/{SHARE}"
-
     def share_mount(self, key: str | None = None, url: str | None = None, path: str = MOUNT) -> models.AzureFileShareReference:
-        return models.AzureFileShareReference(
-            account_name=self.account.name, azure_file_url=url or self.share_url,
-            credentials=models.AzureStorageCredentialsInfo(account_key=key or self.key), relative_mount_path=path,
-        )
+        return share_reference(self.account.name, key or self.key, SHARE, path, url)
 
     def write(self, relative: str, text: str) -> None:
         path = self.share_dir / relative
@@ -93,15 +106,10 @@ class Sandbox:
 
     def create_cluster(self, name: str = "cluster", *, nodes: int = 1, scale: models.ScaleSettings | None = None,
                        wait_idle: bool = True, **node_setup: Any) -> models.Cluster:
-        setup = models.NodeSetup(mount_volumes=models.MountVolumes(azure_file_shares=[self.share_mount()]))
+        parameters = cluster_parameters(self.account.name, self.key, SHARE, nodes=nodes, scale=scale)
         for name_of, value in node_setup.items():
-            setattr(setup, name_of, value)
-        cluster = self.client.clusters.begin_create(self.group, WORKSPACE, name, models.ClusterCreateParameters(
-            vm_size="Standard_NC6",
-            scale_settings=scale or models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=nodes)),
-            user_account_settings=models.UserAccountSettings(admin_user_name="demo", admin_user_password="Secret-pw1"),
-            node_setup=setup,
-        )).result()
+            setattr(parameters.node_setup, name_of, value)
+        cluster = self.client.clusters.begin_create(self.group, WORKSPACE, name, parameters).result()
         if wait_idle:
             return self.wait_cluster(name, lambda c: c.allocation_state == "steady"
                                      and c.node_state_counts.idle_node_count == nodes)

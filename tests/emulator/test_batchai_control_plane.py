@@ -213,3 +213,13 @@ def test_file_servers_operations_and_usages(sandbox):
     assert usages["Standard NC Family Cluster Dedicated vCPUs"].current_value >= 6
     login = list(client.clusters.list_remote_login_information(group, WORKSPACE, "cluster"))
     assert len(login) == 1 and login[0].port == 50000 and login[0].node_id.startswith("tvm-")
+
+
+def test_a_failed_operation_surfaces_through_the_poller(sandbox, admin):
+    admin.add_fault(f"/resourceGroups/{sandbox.group}/.*/clusters/doomed$", "fail_operation", method="PUT",
+                    code="ClusterProvisioningFailed", message="No capacity for this VM size.")
+    with pytest.raises(HttpResponseError) as failed:
+        sandbox.create_cluster("doomed", nodes=0)
+    assert failed.value.error.code == "ClusterProvisioningFailed"
+    with pytest.raises(ResourceNotFoundError):
+        sandbox.client.clusters.get(sandbox.group, WORKSPACE, "doomed")

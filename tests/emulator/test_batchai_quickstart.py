@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import azure.mgmt.batchai.models as models
 import pytest
@@ -10,9 +15,11 @@ import requests
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.fileshare import ShareServiceClient
 
+from batchai_spec.emulator.batchai.config import DELAY_SCALE_VARIABLE
+from batchai_spec.emulator.endpoint import ENDPOINT_FILE, Endpoint
 from tests.emulator.batchai_support import batchai  # noqa: F401
 from tests.emulator.batchai_support import batchai_client_for, wait_for
-from tests.emulator_clients import LOCATION, unique_name
+from tests.emulator_clients import LOCATION, resource_client_for, storage_client_for, unique_name
 
 TRAIN = """\
 import json, os, sys
@@ -28,6 +35,28 @@ print("secret is set:", os.environ.get("API_TOKEN") == "s3cr3t")
 
 
 def test_quickstart_flow(batchai, endpoint, resource_client, storage_client):
+    quickstart(endpoint, resource_client, storage_client)
+
+
+def test_quickstart_against_emulator_serve_through_its_endpoint_file(tmp_path):
+    """As a user runs it: `batchai-spec emulator serve` in its own process, clients configured from endpoint.json."""
+    state_dir = tmp_path / "state"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchai_spec", "emulator", "serve", "--state-dir", str(state_dir)],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, DELAY_SCALE_VARIABLE: "0"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint_file = state_dir / ENDPOINT_FILE
+        wait_for(lambda: endpoint_file.exists() or process.poll() is not None, bool)
+        endpoint = Endpoint.read(endpoint_file)
+        quickstart(endpoint, resource_client_for(endpoint), storage_client_for(endpoint))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def quickstart(endpoint, resource_client, storage_client):
     group = unique_name("rg")
     resource_client.resource_groups.create_or_update(group, {"location": LOCATION})
     account = unique_name("sa")
@@ -116,6 +145,15 @@ def test_quickstart_flow(batchai, endpoint, resource_client, storage_client):
             "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_MPI_HOST_FILE"} <= set(environment)
     # The share itself holds the outputs, as the Files API shows.
     assert share.get_file_client(f"{segment}/outputs/Models/model.dnn").download_file().readall() == b"weights"
+
+    client.jobs.begin_create(group, "workspace", "quickstart", "exits_3", models.JobCreateParameters(
+        cluster=models.ResourceId(id=cluster.id), node_count=1,
+        std_out_err_path_prefix="$AZ_BATCHAI_MOUNT_ROOT/azurefileshare",
+        custom_toolkit_settings=models.CustomToolkitSettings(command_line="exit 3"),
+    )).result()
+    failed = wait_for(lambda: client.jobs.get(group, "workspace", "quickstart", "exits_3"),
+                      lambda j: j.execution_state in ("succeeded", "failed"))
+    assert failed.execution_state == "failed" and failed.execution_info.exit_code == 3
 
     client.jobs.begin_delete(group, "workspace", "quickstart", "cntk_python").result()
     client.experiments.begin_delete(group, "workspace", "quickstart").result()

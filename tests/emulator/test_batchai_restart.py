@@ -9,7 +9,7 @@ import azure.mgmt.batchai.models as models
 
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.server import start_in_process
-from tests.emulator.batchai_support import batchai_client_for, wait_for, zero_delays
+from tests.emulator.batchai_support import batchai_client_for, cluster_parameters, wait_for, zero_delays
 from tests.emulator_clients import LOCATION, resource_client_for, share_service_for, storage_client_for, unique_name
 
 
@@ -29,14 +29,8 @@ def test_jobs_survive_an_emulator_restart(tmp_path):
         share = share_directory(emulator.state, account, "share")
         client = batchai_client_for(endpoint)
         client.workspaces.begin_create(group, "ws", models.WorkspaceCreateParameters(location=LOCATION)).result()
-        cluster = client.clusters.begin_create(group, "ws", "cluster", models.ClusterCreateParameters(
-            vm_size="STANDARD_D1",
-            scale_settings=models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=2)),
-            user_account_settings=models.UserAccountSettings(admin_user_name="u", admin_user_password="p"),
-            node_setup=models.NodeSetup(mount_volumes=models.MountVolumes(azure_file_shares=[
-                models.AzureFileShareReference(
-                    account_name=account, azure_file_url=f"https://{account}.file.core.windows.net/share",
-                    credentials=models.AzureStorageCredentialsInfo(account_key=key), relative_mount_path="afs")]))),
+        cluster = client.clusters.begin_create(
+            group, "ws", "cluster", cluster_parameters(account, key, "share", nodes=2)
         ).result()
         client.experiments.begin_create(group, "ws", "exp").result()
 
