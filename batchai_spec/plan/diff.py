@@ -167,12 +167,14 @@ def build_plan(
 
 
 def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:
-    if live.meta.get("inputs_digest") == resource.extra["inputs_digest"]:
-        return
+    """A job re-runs when a file it reads is written again: changed here, or edited on the share since."""
     changed = [a for a in resource.extra["input_files"] if changes.get(a) and changes[a].action is not Action.NO_OP]
-    reason = (
-        f"input files changed: {', '.join(changed)}" if changed else "input files differ from those the job ran with"
-    )
+    if changed:
+        reason = f"input files changed: {', '.join(changed)}"
+    elif live.meta.get("inputs_digest") != resource.extra["inputs_digest"]:
+        reason = "input files differ from those the job ran with"
+    else:
+        return
     change.action = Action.REPLACE
     change.reasons.append(reason)
 
