@@ -78,7 +78,9 @@ def _live_fingerprint(observed: dict[str, Observed]) -> str:
 
 
 def _check_addresses(graph: Graph, observed: dict[str, Observed], addresses: Iterable[str], flag: str) -> None:
-    unknown = sorted(a for a in addresses if a not in graph.resources and a not in observed)
+    # Besides the declared addresses, only those this spec owns and plans to delete: never someone else's.
+    owned = {address for address, live in observed.items() if live.exists and live.owned}
+    unknown = sorted(a for a in addresses if a not in graph.resources and a not in owned)
     if unknown:
         known = ", ".join(sorted(graph.resources)[:8])
         raise UserError(f"{flag} {unknown[0]}: no such address in this spec (addresses look like: {known}, ...)")
