@@ -226,7 +226,8 @@ class LiveReader:
 
     def _shares(self, account: Resource) -> None:
         ids = account.ids
-        service = self.clients.share_service(ids["resource_group"], ids["account"])
+        with service_call(account.address, "listing the keys of"):
+            service = self.clients.share_service(ids["resource_group"], ids["account"])
         with service_call(account.address, "listing file shares of"):
             shares = list(service.list_shares(include_metadata=True))
         for share in shares:
