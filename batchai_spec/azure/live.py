@@ -71,9 +71,11 @@ class LiveReader:
             if self.observed[workspace.address].exists:
                 round_two += [lambda w=workspace: self._clusters(w), lambda w=workspace: self._experiments(w)]
         self._parallel(round_two)
+        # Only the spec's shares are walked: someone else's may hold any number of files, none of them ours.
+        shares = [s for s in self._existing("file_share") if s.owned or s.address in graph.resources]
         self._parallel(
             [lambda e=e: self._jobs(e) for e in self._existing("experiment")]
-            + [lambda s=s: self._walk_share(s) for s in self._existing("file_share")]
+            + [lambda s=s: self._walk_share(s) for s in shares]
         )
         for resource in graph:
             self.observed.setdefault(resource.address, _absent(resource.address, resource.kind, resource.ids))

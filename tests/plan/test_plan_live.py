@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from azure.mgmt.batchai import models as batchai
 
+from batchai_spec.emulator.admin_client import AdminClient
 from batchai_spec.errors import UserError
 from batchai_spec.graph import KINDS
 from batchai_spec.plan import Action, Plan
@@ -242,3 +243,17 @@ def test_cluster_replaced_by_a_spec_change_takes_its_queued_jobs_along(project):
     }
     assert change_of(plan, "cluster.cpu").replace_paths == ["virtual_machine_configuration.image_reference.sku"]
     assert change_of(plan, "job.exp/horovod").reasons == ["cluster.cpu is replaced while this job is queued"]
+
+
+def test_a_share_the_spec_neither_declares_nor_owns_is_not_read(project):
+    raw = project.converged()
+    theirs = raw.share("theirs")
+    theirs.create_share(quota=1)
+    theirs.get_directory_client("folder").create_directory()
+    theirs.get_file_client("notes.txt").upload_file(b"not ours")
+    # Any request into that share fails: the plan must not make one.
+    AdminClient(project.emulator.endpoint).add_fault(
+        path=r"^/planstore/theirs", action="status", status=403, count=None, service="storage",
+        code="AuthorizationFailure", message="Not your share.",
+    )
+    assert actions(project.plan()) == {}
