@@ -192,7 +192,7 @@ class _Builder:
                 else {
                     "location": self.spec.storage_location,
                     "sku": account.sku,
-                    "kind": "StorageV2",
+                    "kind": account.kind,
                     "tags": {},
                 },
                 depends_on=(rg_address,),

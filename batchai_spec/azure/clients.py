@@ -20,11 +20,17 @@ class Clients:
         self._shares: dict[str, ShareServiceClient] = {}
         self._lock = threading.Lock()
 
+    def _transport_options(self) -> dict:
+        """The local emulator is on loopback, where no proxy applies: requests then skips reading the proxy and
+        netrc settings of the environment on every request (about a tenth of a request's client time)."""
+        return {"use_env_settings": False} if self.target.kind == "local" else {}
+
     def _arm_options(self) -> dict:
         return {
             "base_url": self.target.arm_url,
             "connection_verify": self.target.connection_verify,
             "polling_interval": self.target.polling_interval,
+            **self._transport_options(),
         }
 
     @cached_property
@@ -58,6 +64,7 @@ class Clients:
                 account_url=self.target.file_endpoint(account),
                 credential={"account_name": account, "account_key": self.account_key(resource_group, account)},
                 connection_verify=self.target.connection_verify,
+                **self._transport_options(),
                 # The storage SDK's default backoff starts at 15 s; transient faults are retried by the engine.
                 retry_total=2,
                 initial_backoff=0.5,

@@ -16,13 +16,17 @@ def describe(error: Exception) -> str:
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
         return f"the endpoint could not be reached: {error.message if hasattr(error, 'message') else error}"
     if isinstance(error, HttpResponseError):
-        message = (error.error.message if error.error else None) or error.reason or str(error).splitlines()[0]
+        # ARM errors carry an OData error; storage errors only a message whose first line is the service's (the
+        # lines after it hold request ids and details such as signatures).
+        service_message = error.error.message if error.error else (error.message or "").split("\n")[0]
+        message = service_message or error.reason or str(error).splitlines()[0]
         return f"{_code(error)}: {message}"
     return str(error)
 
 
 def _code(error: HttpResponseError) -> str:
     code = getattr(getattr(error, "error", None), "code", None) or getattr(error, "error_code", None)
+    code = getattr(code, "value", code)  # the storage SDK gives known codes as StorageErrorCode members
     status = getattr(error, "status_code", None)
     return f"{code or 'Error'} (HTTP {status})" if status else (code or type(error).__name__)
 

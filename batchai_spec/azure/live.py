@@ -6,7 +6,9 @@ deletion), and nothing else is ever reported as owned.
 
 from __future__ import annotations
 
+import functools
 import posixpath
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -27,6 +29,10 @@ from batchai_spec.ownership import (
     child_tag,
     owned_by,
 )
+
+
+# A read that returns the reads it makes possible (listing a directory makes the reads of its entries possible).
+Task = Callable[[], "list[Task]"]
 
 
 def _absent(address: str, kind: str, ids: dict[str, str]) -> Observed:
@@ -71,9 +77,11 @@ class LiveReader:
             if self.observed[workspace.address].exists:
                 round_two += [lambda w=workspace: self._clusters(w), lambda w=workspace: self._experiments(w)]
         self._parallel(round_two)
+        # Only the spec's shares are walked: someone else's may hold any number of files, none of them ours.
+        shares = [s for s in self._existing("file_share") if s.owned or s.address in graph.resources]
         self._parallel(
             [lambda e=e: self._jobs(e) for e in self._existing("experiment")]
-            + [lambda s=s: self._walk_share(s) for s in self._existing("file_share")]
+            + [lambda s=s: self._walk_share(s) for s in shares]
         )
         for resource in graph:
             self.observed.setdefault(resource.address, _absent(resource.address, resource.kind, resource.ids))
@@ -226,7 +234,8 @@ class LiveReader:
 
     def _shares(self, account: Resource) -> None:
         ids = account.ids
-        service = self.clients.share_service(ids["resource_group"], ids["account"])
+        with service_call(account.address, "listing the keys of"):
+            service = self.clients.share_service(ids["resource_group"], ids["account"])
         with service_call(account.address, "listing file shares of"):
             shares = list(service.list_shares(include_metadata=True))
         for share in shares:
@@ -241,32 +250,49 @@ class LiveReader:
             )
 
     def _walk_share(self, share: Observed) -> None:
-        """List the share's tree below the root, descending only into declared or owned directories."""
+        """Read the share's tree, descending only into declared or owned directories.
+
+        Not level by level: a directory is listed as soon as it is known to be ours (a declared one at once, beside
+        the read of its metadata) and its entries are read as soon as it is listed, so no read waits for a round.
+        """
         declared = {r.ids["path"] for r in self.graph.by_kind("directory") if r.ids["share"] == share.ids["share"]}
         client = self.clients.share_service(share.ids["resource_group"], share.ids["account"]).get_share_client(
             share.ids["share"]
         )
-        pending = [""]
-        while pending:
-            results: dict[str, list] = {}
-            self._parallel([lambda p=p: results.__setitem__(p, self._list(client, share, p)) for p in pending])
-            checks: list[Callable[[], Any]] = []
-            for parent, entries in results.items():
-                for entry in entries:
-                    path = posixpath.join(parent, entry["name"]) if parent else entry["name"]
-                    if entry["is_directory"]:
-                        checks.append(lambda p=path: self._directory(client, share, p, p in declared))
-                    else:
-                        checks.append(lambda p=path: self._file(client, share, p))
-            self._parallel(checks)
-            pending = [
-                o.ids["path"]
-                for o in self.observed.values()
-                if o.kind == "directory"
-                and o.ids["share"] == share.ids["share"]
-                and (o.owned or o.ids["path"] in declared)
-                and posixpath.dirname(o.ids["path"]) in results
-            ]
+
+        def list_directory(path: str) -> list[Task]:
+            reads: list[Task] = []
+            for entry in self._list(client, share, path):
+                child = posixpath.join(path, entry["name"]) if path else entry["name"]
+                if not entry["is_directory"]:
+                    reads.append(functools.partial(read_file, child))
+                elif child in declared:
+                    reads += [functools.partial(read_directory, child), functools.partial(list_directory, child)]
+                else:
+                    reads.append(functools.partial(read_directory, child))
+            return reads
+
+        def read_directory(path: str) -> list[Task]:
+            owned = self._directory(client, share, path, path in declared)
+            return [functools.partial(list_directory, path)] if owned and path not in declared else []
+
+        def read_file(path: str) -> list[Task]:
+            self._file(client, share, path)
+            return []
+
+        self._pipeline(functools.partial(list_directory, ""))
+
+    def _pipeline(self, first: Task) -> None:
+        """Run `first` and the tasks each task returns, in parallel, until none is left."""
+        pool = ThreadPoolExecutor(max_workers=self.parallelism)
+        try:
+            pending = {pool.submit(first)}
+            while pending:
+                done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    pending |= {pool.submit(task) for task in future.result()}
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def _list(self, client, share: Observed, path: str) -> list[dict[str, Any]]:
         with service_call(f"directory.{share.ids['share']}/{path}", "listing"):
@@ -276,7 +302,7 @@ class LiveReader:
                 for item in directory.list_directories_and_files()
             ]
 
-    def _directory(self, client, share: Observed, path: str, declared: bool) -> None:
+    def _directory(self, client, share: Observed, path: str, declared: bool) -> bool:
         address = f"directory.{share.ids['share']}/{path}"
         ids = {**share.ids, "path": path}
         with service_call(address, "reading"):
@@ -284,6 +310,7 @@ class LiveReader:
         owned = (properties.metadata or {}).get(OWNER_METADATA) == self.spec_name
         if declared or owned:
             self._record(Observed(address, "directory", ids, {}, owned=owned))
+        return owned
 
     def _file(self, client, share: Observed, path: str) -> None:
         address = f"file.{share.ids['share']}/{path}"

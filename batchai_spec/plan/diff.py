@@ -78,7 +78,9 @@ def _live_fingerprint(observed: dict[str, Observed]) -> str:
 
 
 def _check_addresses(graph: Graph, observed: dict[str, Observed], addresses: Iterable[str], flag: str) -> None:
-    unknown = sorted(a for a in addresses if a not in graph.resources and a not in observed)
+    # Besides the declared addresses, only those this spec owns and plans to delete: never someone else's.
+    owned = {address for address, live in observed.items() if live.exists and live.owned}
+    unknown = sorted(a for a in addresses if a not in graph.resources and a not in owned)
     if unknown:
         known = ", ".join(sorted(graph.resources)[:8])
         raise UserError(f"{flag} {unknown[0]}: no such address in this spec (addresses look like: {known}, ...)")
@@ -167,12 +169,14 @@ def build_plan(
 
 
 def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:
-    if live.meta.get("inputs_digest") == resource.extra["inputs_digest"]:
-        return
+    """A job re-runs when a file it reads is written again: changed here, or edited on the share since."""
     changed = [a for a in resource.extra["input_files"] if changes.get(a) and changes[a].action is not Action.NO_OP]
-    reason = (
-        f"input files changed: {', '.join(changed)}" if changed else "input files differ from those the job ran with"
-    )
+    if changed:
+        reason = f"input files changed: {', '.join(changed)}"
+    elif live.meta.get("inputs_digest") != resource.extra["inputs_digest"]:
+        reason = "input files differ from those the job ran with"
+    else:
+        return
     change.action = Action.REPLACE
     change.reasons.append(reason)
 
