@@ -66,6 +66,8 @@ class Changes:
         raise KeyError(account)
 
     def salt(self, resource_group: str, workspace: str) -> str:
+        """The workspace's fingerprint salt; an adopted workspace (created without this tool) gets one now."""
+        self._set_workspace_tags(resource_group, workspace, lambda t: t.setdefault(SALT_TAG, random_tokens.token_hex(8)))
         with self._workspace_lock:
             return self._workspace_tags[(resource_group, workspace)][SALT_TAG]
 
