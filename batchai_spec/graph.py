@@ -12,8 +12,9 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from batchai_spec.file_hashes import sha256_of
 from batchai_spec.sensitive import Sensitive
 from batchai_spec.spec import LoadedSpec, resolve_uploads
 
@@ -92,14 +93,6 @@ class Graph:
         return [grouped[level] for level in sorted(grouped)]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def azure_file_url(account: str, share: str) -> str:
     """The share URL a cluster mounts, in Azure's form (the emulator accepts it too, so plans match across targets)."""
     return f"https://{account}.file.core.windows.net/{share}"
@@ -146,8 +139,9 @@ def _secret_list(mapping: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 class _Builder:
-    def __init__(self, loaded: LoadedSpec, subscription_id: str):
+    def __init__(self, loaded: LoadedSpec, subscription_id: str, sha256: Callable[[Path], str]):
         self.loaded = loaded
+        self.sha256 = sha256
         self.spec = loaded.spec
         self.subscription_id = subscription_id
         self.resources: dict[str, Resource] = {}
@@ -236,7 +230,7 @@ class _Builder:
                         "file",
                         f"file.{share.name}/{upload.destination}",
                         {"account": account.name, "share": share.name, "path": upload.destination},
-                        {"sha256": file_sha256(upload.local_path), "size": size},
+                        {"sha256": self.sha256(upload.local_path), "size": size},
                         depends_on=(f"directory.{share.name}/{parent}" if parent else share_address,),
                         spec_path=upload.loc,
                         extra={"source": upload.local_path},
@@ -505,6 +499,6 @@ def _inputs_digest(files: list[Resource]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_graph(loaded: LoadedSpec, subscription_id: str) -> Graph:
-    """The spec's desired resources in apply order (parents before children)."""
-    return _Builder(loaded, subscription_id).build()
+def build_graph(loaded: LoadedSpec, subscription_id: str, sha256: Callable[[Path], str] = sha256_of) -> Graph:
+    """The spec's desired resources in apply order (parents before children); `sha256` hashes upload sources."""
+    return _Builder(loaded, subscription_id, sha256).build()

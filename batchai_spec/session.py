@@ -9,6 +9,7 @@ from typing import Iterable
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.live import read_live
 from batchai_spec.azure.target import Target, TargetChoice
+from batchai_spec.file_hashes import FileHashes
 from batchai_spec.graph import Graph, build_graph
 from batchai_spec.observed import Observed
 from batchai_spec.plan import Plan, build_destroy_plan, build_plan
@@ -32,7 +33,10 @@ class Session:
 
     @cached_property
     def graph(self) -> Graph:
-        return build_graph(self.loaded, self.target.subscription_id)
+        hashes = FileHashes()
+        graph = build_graph(self.loaded, self.target.subscription_id, hashes.sha256)
+        hashes.save()
+        return graph
 
     def observe(self) -> dict[str, Observed]:
         return read_live(self.clients, self.graph, parallelism=self.parallelism)
