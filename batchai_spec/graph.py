@@ -93,6 +93,11 @@ class Graph:
         return [grouped[level] for level in sorted(grouped)]
 
 
+def canonical_location(value: str | None) -> str | None:
+    """ARM locations compare without case or spaces ('East US' is 'eastus')."""
+    return value.replace(" ", "").lower() if value else value
+
+
 def azure_file_url(account: str, share: str) -> str:
     """The share URL a cluster mounts, in Azure's form (the emulator accepts it too, so plans match across targets)."""
     return f"https://{account}.file.core.windows.net/{share}"
@@ -162,7 +167,7 @@ class _Builder:
                 "resource_group",
                 rg_address,
                 {"resource_group": self.rg},
-                {"location": spec.resource_group.location, "tags": dict(spec.resource_group.tags or {})},
+                {"location": canonical_location(spec.resource_group.location), "tags": dict(spec.resource_group.tags or {})},
                 spec_path=("resource_group",),
                 extra={"delete_on_destroy": spec.resource_group.delete_on_destroy},
             )
@@ -184,7 +189,7 @@ class _Builder:
                 None
                 if account.existing
                 else {
-                    "location": self.spec.storage_location,
+                    "location": canonical_location(self.spec.storage_location),
                     "sku": account.sku,
                     "kind": account.kind,
                     "tags": {},
@@ -248,7 +253,7 @@ class _Builder:
                 workspace_address,
                 {"resource_group": self.rg, "workspace": workspace},
                 {
-                    "location": spec.workspace_location,
+                    "location": canonical_location(spec.workspace_location),
                     "tags": dict(spec.workspace.tags or {}),
                 },
                 depends_on=(rg_address,),

@@ -37,3 +37,17 @@ def owned_by(tags: dict[str, str] | None, spec_name: str) -> bool:
 
 def child_tag(kind: str, name: str) -> str:
     return f"{CHILD_TAG_PREFIX}{kind}.{name}"
+
+
+def child_record(spec_name: str, fingerprints: str = "") -> str:
+    """The value of a child's tag: which spec created it (a workspace may hold several specs' children), and the
+    fingerprints of its write-only values."""
+    return f"{spec_name}:{fingerprints}"
+
+
+def read_child_record(value: str | None, spec_name: str) -> tuple[bool, str | None]:
+    """(owned by this spec, stored fingerprints) from a child's tag value."""
+    if value is None:
+        return False, None
+    owner, _, stored = value.partition(":")
+    return owner == spec_name, stored if owner == spec_name else None

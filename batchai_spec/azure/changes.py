@@ -21,6 +21,7 @@ from batchai_spec.ownership import (
     OWNER_METADATA,
     SALT_TAG,
     SHA256_METADATA,
+    child_record,
     child_tag,
     owner_tags,
 )
@@ -219,7 +220,7 @@ class Changes:
     def create_cluster(self, resource: Resource) -> None:
         ids = resource.ids
         salt = self.salt(ids["resource_group"], ids["workspace"])
-        stored = fingerprints(resource.desired, salt)
+        stored = child_record(self.spec_name, fingerprints(resource.desired, salt))
         # Ownership is recorded first: a run interrupted after the create still knows the cluster is its own.
         self._set_workspace_tags(
             ids["resource_group"], ids["workspace"], lambda t: t.update({child_tag("cluster", ids["cluster"]): stored})
@@ -246,7 +247,7 @@ class Changes:
     def create_experiment(self, resource: Resource) -> None:
         ids = resource.ids
         self._set_workspace_tags(
-            ids["resource_group"], ids["workspace"], lambda t: t.update({child_tag("experiment", ids["experiment"]): "owned"})
+            ids["resource_group"], ids["workspace"], lambda t: t.update({child_tag("experiment", ids["experiment"]): child_record(self.spec_name)})
         )
         self.clients.batchai.experiments.begin_create(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
 

@@ -17,7 +17,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from batchai_spec.azure import normalize
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.errors import service_call
-from batchai_spec.graph import Graph, Resource, prune
+from batchai_spec.graph import Graph, Resource, canonical_location, prune
 from batchai_spec.observed import Observed
 from batchai_spec.ownership import (
     JOB_FINGERPRINT_ENV,
@@ -28,6 +28,7 @@ from batchai_spec.ownership import (
     SHA256_METADATA,
     child_tag,
     owned_by,
+    read_child_record,
 )
 
 
@@ -105,7 +106,7 @@ class LiveReader:
                 resource.kind,
                 resource.ids,
                 {
-                    "location": normalize.location(group.location),
+                    "location": canonical_location(group.location),
                     "tags": normalize.user_tags(group.tags, resource.desired["tags"]),
                 },
                 owned=owned_by(group.tags, self.spec_name),
@@ -127,7 +128,7 @@ class LiveReader:
                 resource.kind,
                 resource.ids,
                 {
-                    "location": normalize.location(account.location),
+                    "location": canonical_location(account.location),
                     "sku": account.sku.name if account.sku else None,
                     "kind": account.kind,
                     "tags": normalize.user_tags(account.tags, declared_tags),
@@ -151,7 +152,7 @@ class LiveReader:
                 resource.kind,
                 resource.ids,
                 {
-                    "location": normalize.location(workspace.location),
+                    "location": canonical_location(workspace.location),
                     "tags": normalize.user_tags(tags, resource.desired["tags"]),
                 },
                 owned=owned_by(tags, self.spec_name),
@@ -165,7 +166,7 @@ class LiveReader:
         with service_call(workspace.address, "listing clusters of"):
             clusters = list(self.clients.batchai.clusters.list_by_workspace(ids["resource_group"], ids["workspace"]))
         for cluster in clusters:
-            tag = child_tag("cluster", cluster.name)
+            owned, stored = read_child_record(tags.get(child_tag("cluster", cluster.name)), self.spec_name)
             counts = cluster.node_state_counts
             self._record(
                 Observed(
@@ -173,9 +174,9 @@ class LiveReader:
                     "cluster",
                     {**ids, "cluster": cluster.name},
                     normalize.cluster_body(cluster),
-                    owned=tag in tags,
+                    owned=owned,
                     meta={
-                        "fingerprint": tags.get(tag),
+                        "fingerprint": stored,
                         "allocation_state": cluster.allocation_state,
                         "current_node_count": cluster.current_node_count,
                         "node_state_counts": counts.as_dict() if counts else {},
@@ -198,7 +199,7 @@ class LiveReader:
                     "experiment",
                     {**ids, "experiment": experiment.name},
                     {},
-                    owned=child_tag("experiment", experiment.name) in tags,
+                    owned=read_child_record(tags.get(child_tag("experiment", experiment.name)), self.spec_name)[0],
                 )
             )
 

@@ -16,11 +16,6 @@ _CLUSTER_FIELDS = set(models.ClusterCreateParameters._attribute_map)
 _JOB_FIELDS = set(models.JobCreateParameters._attribute_map)
 
 
-def location(value: str | None) -> str | None:
-    """ARM locations compare without case or spaces ('East US' is 'eastus')."""
-    return value.replace(" ", "").lower() if value else value
-
-
 def user_tags(tags: dict[str, str] | None, declared: dict[str, str] | None) -> dict[str, str]:
     """The live tags the spec declares: tags set by others are left alone, and ours are internal."""
     tags = tags or {}

@@ -36,7 +36,8 @@ def field_changes(kind: str, before: Any, after: Any, path: str = "") -> list[Fi
 
 
 def _sensitive_changes(resource: Resource, observed: Observed, salt: str | None) -> list[FieldChange]:
-    if resource.kind not in ("cluster", "job") or salt is None:
+    # Nothing is known of the write-only values of a resource this spec did not create.
+    if resource.kind not in ("cluster", "job") or salt is None or not observed.owned:
         return []
     stored = observed.meta.get("fingerprint")
     return [
@@ -156,6 +157,7 @@ def build_plan(
             change.reasons.append("requested with --replace")
         changes[resource.address] = change
     _cascade(graph, observed, changes)
+    _refuse_replacing_what_others_created(observed, changes)
 
     for address, live in observed.items():
         if address not in graph.resources and live.exists and live.owned:
@@ -166,6 +168,19 @@ def build_plan(
         selected = _with_dependencies(graph, only)
         changes = {address: change for address, change in changes.items() if address in selected}
     return Plan(graph.spec_name, spec_path, target, "apply", _order(changes.values()), _live_fingerprint(observed))
+
+
+def _refuse_replacing_what_others_created(observed: dict[str, Observed], changes: dict[str, ResourceChange]) -> None:
+    """A declared resource that exists but was not created by this spec is adopted as it is: updated in place at
+    most, never deleted to be created again."""
+    for address, change in changes.items():
+        live = observed[address]
+        if change.action is Action.REPLACE and live.exists and not live.owned:
+            raise UserError(
+                f"{address} already exists and was not created by this spec, which would replace it "
+                f"({'; '.join(change.reasons)}); make the spec match it, give the spec's resource another name, "
+                "or delete the existing one yourself"
+            )
 
 
 def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:

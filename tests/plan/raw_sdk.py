@@ -28,6 +28,7 @@ from batchai_spec.ownership import (
     OWNER_METADATA,
     SALT_TAG,
     SHA256_METADATA,
+    child_record,
     child_tag,
     owner_tags,
 )
@@ -196,11 +197,11 @@ class RawFixture:
     def create_cluster(self, name: str, parameters: batchai.ClusterCreateParameters, *, record: bool = True) -> None:
         if record:
             stored = fingerprints(self.graph.resources[f"cluster.{name}"].desired, self.salt)
-            self.record_in_workspace({child_tag("cluster", name): stored})
+            self.record_in_workspace({child_tag("cluster", name): child_record(self.graph.spec_name, stored)})
         self.batchai.clusters.begin_create(RG, WORKSPACE, name, parameters).result()
 
     def create_experiment(self) -> None:
-        self.record_in_workspace({child_tag("experiment", EXPERIMENT): "owned"})
+        self.record_in_workspace({child_tag("experiment", EXPERIMENT): child_record(self.graph.spec_name)})
         self.batchai.experiments.begin_create(RG, WORKSPACE, EXPERIMENT).result()
 
     # -- jobs ---------------------------------------------------------------------------------------------------

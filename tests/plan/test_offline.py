@@ -213,3 +213,29 @@ def test_field_changes_and_sensitive_helpers():
     renamed = {"secrets": [{"name": "OTHER", "value": Sensitive("s3cr3t")}]}
     assert changed_sensitive_paths(renamed, "salt", stored) == ["secrets[OTHER].value"]
     assert repr(Sensitive("s3cr3t")) == "(sensitive)"
+
+
+def test_a_declared_resource_someone_else_created_is_adopted_never_replaced(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path, password="p4ssw0rd-x")), SUBSCRIPTION)
+    observed = converged(graph)
+    theirs = observed["cluster.gpu"]
+    theirs.owned, theirs.meta = False, {}  # created by hand, identically: its password cannot be known
+    assert not build_plan(graph, observed, spec_path="s", target="t").has_changes
+    theirs.state["vm_size"] = "STANDARD_NC12"
+    with pytest.raises(UserError, match="cluster.gpu already exists and was not created by this spec"):
+        build_plan(graph, observed, spec_path="s", target="t")
+
+
+def test_locations_compare_without_case_or_spaces(tmp_path):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("location: eastus", "location: EastUS"))
+    graph = build_graph(load_spec(spec), SUBSCRIPTION)
+    assert {graph.resources[a].desired["location"] for a in ("resource_group.rg", "workspace.ws")} == {"eastus"}
+
+
+def test_a_childs_tag_names_the_spec_that_created_it():
+    from batchai_spec.ownership import child_record, read_child_record
+
+    assert read_child_record(child_record("spec-a", "abc.def"), "spec-a") == (True, "abc.def")
+    assert read_child_record(child_record("spec-a", "abc.def"), "spec-b") == (False, None)
+    assert read_child_record(None, "spec-a") == (False, None)

@@ -88,7 +88,11 @@ def test_unknown_target_address(project):
         (
             {"path": r"^/planstore/data/inputs$", "service": "storage", "status": 403,
              "code": "AuthorizationPermissionMismatch", "message": "Not this directory."},
-            "reading directory.data/inputs failed: AuthorizationPermissionMismatch (HTTP 403): Not this directory.",
+            # The directory's properties and its listing are read at once: either meets the fault first.
+            tuple(
+                f"{verb} directory.data/inputs failed: AuthorizationPermissionMismatch (HTTP 403): Not this directory."
+                for verb in ("reading", "listing")
+            ),
         ),
     ],
     ids=["cluster-list-500", "list-keys-403", "directory-list-403"],
@@ -98,5 +102,5 @@ def test_service_error_while_reading(project, fault, message):
     AdminClient(project.emulator.endpoint).add_fault(action="status", count=None, **fault)
     with pytest.raises(UserError) as raised:
         project.plan()
-    assert raised.value.message == message
+    assert raised.value.message in (message if isinstance(message, tuple) else (message,))
     assert raised.value.exit_code == 1
