@@ -144,9 +144,10 @@ def _secret_list(mapping: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 class _Builder:
-    def __init__(self, loaded: LoadedSpec, subscription_id: str, sha256: Callable[[Path], str]):
+    def __init__(self, loaded: LoadedSpec, subscription_id: str, sha256: Callable[[Path], str], require_sources: bool):
         self.loaded = loaded
         self.sha256 = sha256
+        self.require_sources = require_sources
         self.spec = loaded.spec
         self.subscription_id = subscription_id
         self.resources: dict[str, Resource] = {}
@@ -198,7 +199,9 @@ class _Builder:
                 spec_path=("storage", "account"),
             )
         )
-        uploads = resolve_uploads(self.spec, self.loaded.spec_dir, error_at=self.loaded.error)
+        # Commands that only read or delete what exists need no upload source on this machine.
+        skip_missing = None if self.require_sources else (lambda missing: None)
+        uploads = resolve_uploads(self.spec, self.loaded.spec_dir, error_at=self.loaded.error, on_missing=skip_missing)
         for index, share in enumerate(storage.file_shares):
             share_address = f"file_share.{share.name}"
             self.add(
@@ -458,20 +461,23 @@ class _Builder:
         )
 
     def _input_files(self, job, cluster) -> list[Resource]:
-        """The uploaded files a job reads: those under its input directories and script paths on mounted shares."""
+        """The uploaded files a job reads: those under its input directories, and those its scripts and command
+        lines name, on the shares mounted for it."""
         mounts = {
             "AZ_BATCHAI_MOUNT_ROOT": self._mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None),
             "AZ_BATCHAI_JOB_MOUNT_ROOT": self._mount_table(job.mount_volumes),
         }
         paths = list(job.input_directories.values())
         _, toolkit = job.toolkit
-        for attribute in ("python_script_file_path", "config_file_path"):
-            value = getattr(toolkit, attribute, None)
-            if value:
-                match = _DIRECTORY_REFERENCE.match(value)
-                if match and match.group(1) in job.input_directories:
-                    value = posixpath.join(job.input_directories[match.group(1)], match.group(2) or "")
-                paths.append(value)
+        # Paths the job's commands name: script and config paths, and every word of its command lines.
+        texts = [value for name, value in toolkit if isinstance(value, str) and name != "language_type"]
+        if job.job_preparation is not None:
+            texts.append(job.job_preparation.command_line)
+        for word in (word for text in texts for word in text.split()):
+            match = _DIRECTORY_REFERENCE.match(word)
+            if match and match.group(1) in job.input_directories:
+                word = posixpath.join(job.input_directories[match.group(1)], match.group(2) or "")
+            paths.append(word)
         read: dict[str, Resource] = {}
         for path in paths:
             match = _MOUNT_REFERENCE.match(path.rstrip("/"))
@@ -504,6 +510,13 @@ def _inputs_digest(files: list[Resource]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_graph(loaded: LoadedSpec, subscription_id: str, sha256: Callable[[Path], str] = sha256_of) -> Graph:
-    """The spec's desired resources in apply order (parents before children); `sha256` hashes upload sources."""
-    return _Builder(loaded, subscription_id, sha256).build()
+def build_graph(
+    loaded: LoadedSpec,
+    subscription_id: str,
+    sha256: Callable[[Path], str] = sha256_of,
+    *,
+    require_sources: bool = True,
+) -> Graph:
+    """The spec's desired resources in apply order (parents before children); `sha256` hashes upload sources.
+    Without `require_sources`, uploads whose source is missing are left out instead of failing."""
+    return _Builder(loaded, subscription_id, sha256, require_sources).build()

@@ -21,6 +21,8 @@ class Session:
     loaded: LoadedSpec
     choice: TargetChoice
     parallelism: int = 16
+    # False for commands that only read or delete (destroy, status, logs...): a missing upload source is no error.
+    require_sources: bool = True
 
     @cached_property
     def target(self) -> Target:
@@ -34,7 +36,7 @@ class Session:
     @cached_property
     def graph(self) -> Graph:
         hashes = FileHashes()
-        graph = build_graph(self.loaded, self.target.subscription_id, hashes.sha256)
+        graph = build_graph(self.loaded, self.target.subscription_id, hashes.sha256, require_sources=self.require_sources)
         hashes.save()
         return graph
 
@@ -46,7 +48,7 @@ class Session:
         plan = build_plan(
             self.graph,
             observed,
-            spec_path=str(self.loaded.path),
+            spec_path=str(self.loaded.path.resolve()),
             target=self.target.description,
             replace=replace,
             only=only,
@@ -55,5 +57,5 @@ class Session:
 
     def destroy_plan(self) -> tuple[Plan, dict[str, Observed]]:
         observed = self.observe()
-        plan = build_destroy_plan(self.graph, observed, spec_path=str(self.loaded.path), target=self.target.description)
+        plan = build_destroy_plan(self.graph, observed, spec_path=str(self.loaded.path.resolve()), target=self.target.description)
         return plan, observed

@@ -119,6 +119,7 @@ class Changes:
             location=desired["location"],
             tags=self._merged_tags(desired["tags"], None, True, self.spec_name),
         )
+        self.clients.forget_account(resource.ids["account"])
         self.clients.storage.storage_accounts.begin_create(
             resource.ids["resource_group"], resource.ids["account"], parameters
         ).result()
@@ -134,6 +135,7 @@ class Changes:
 
     def delete_storage_account(self, ids: dict[str, str]) -> None:
         self.clients.storage.storage_accounts.delete(ids["resource_group"], ids["account"])
+        self.clients.forget_account(ids["account"])
 
     # -- Azure Files ----------------------------------------------------------------------------------------------
 

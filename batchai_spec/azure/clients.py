@@ -30,6 +30,9 @@ class Clients:
             "base_url": self.target.arm_url,
             "connection_verify": self.target.connection_verify,
             "polling_interval": self.target.polling_interval,
+            # The engine retries whole steps (honouring Retry-After); a few quick SDK retries under it are enough.
+            "retry_total": 3,
+            "retry_backoff_max": 10,
             **self._transport_options(),
         }
 
@@ -44,6 +47,12 @@ class Clients:
     @cached_property
     def batchai(self) -> BatchAI:
         return BatchAI(self.target.credential, self.target.subscription_id, **self._arm_options())
+
+    def forget_account(self, account: str) -> None:
+        """A deleted or re-created account has new keys: drop what was cached of the old one."""
+        with self._lock:
+            self._keys.pop(account, None)
+            self._shares.pop(account, None)
 
     def account_key(self, resource_group: str, account: str) -> str:
         """Storage keys always come from ARM, never from the spec or the environment."""

@@ -12,6 +12,9 @@ from batchai_spec.errors import UserError
 
 def describe(error: Exception) -> str:
     if isinstance(error, ClientAuthenticationError):
+        if getattr(error, "status_code", None) is None:
+            # No token at all (azure-identity found no credential): its first line says what to set up.
+            return f"no credential could be obtained: {(error.message or str(error)).splitlines()[0]}"
         return f"the credential was refused ({_code(error)})"
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
         return f"the endpoint could not be reached: {error.message if hasattr(error, 'message') else error}"

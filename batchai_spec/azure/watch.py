@@ -14,6 +14,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.azure.clients import Clients
+from batchai_spec.errors import UserError
 
 STDOUTERR = "stdouterr"
 
@@ -106,7 +107,16 @@ class Watch:
         with self._get(url, headers={"Range": f"bytes={offset}-"}) as response:
             return b"" if response.status_code == 416 else response.content
 
-    def download(self, url: str, destination: Path) -> None:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with self._get(url, stream=True) as response, destination.open("wb") as handle:
-            shutil.copyfileobj(response.raw, handle)
+    def download(self, files: list[OutputFile], root: Path) -> None:
+        """Each file to root/DIRECTORY_ID/PATH; a name from the service can never write outside root."""
+        root = root.resolve()
+        for file in files:
+            destination = (root / file.directory_id / file.path).resolve()
+            if not destination.is_relative_to(root):
+                raise UserError(f"refusing to download {file.directory_id}/{file.path}: it leads outside {root}")
+            try:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with self._get(file.url, stream=True) as response, destination.open("wb") as handle:
+                    shutil.copyfileobj(response.raw, handle)
+            except OSError as error:
+                raise UserError(f"cannot write {destination}: {error.strerror or error}") from error

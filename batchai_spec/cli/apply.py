@@ -113,7 +113,7 @@ def destroy(
     from batchai_spec.plan.model import Action
     from batchai_spec.ui.reporters import make_reporter
 
-    session = open_session(spec, var, var_file, backend, state_dir, parallelism)
+    session = open_session(spec, var, var_file, backend, state_dir, parallelism, require_sources=False)
     reporter = make_reporter(console, json_lines=json_lines)
     try:
         with _locked(session, "destroy", lock_timeout):
@@ -174,9 +174,7 @@ def _follow_jobs(session: Session, executor: Executor, reporter: Reporter, *, no
         for file in files:
             reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
         if download is not None:
-            for file in files:
-                destination = download / job.ids["experiment"] / job.ids["job"] / file.directory_id / file.path
-                executor.waits.watch.download(file.url, destination)
+            executor.waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
             reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
         if status.execution_state != "succeeded":
             failed.append(job.address)

@@ -40,10 +40,12 @@ def open_session(
     backend: str,
     state_dir: Path | None,
     parallelism: int = 10,
+    *,
+    require_sources: bool = True,
 ) -> Session:
     from batchai_spec.azure.target import choose_target
     from batchai_spec.cli.options import load_spec_from_cli
     from batchai_spec.session import Session
 
     loaded = load_spec_from_cli(spec_path, var, var_file)
-    return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism)
+    return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism, require_sources=require_sources)

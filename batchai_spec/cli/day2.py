@@ -59,7 +59,7 @@ def status(
     state_dir: StateDirOption = None,
 ) -> None:
     """A live table of every resource of the spec: its state, node counts, job states and exit codes."""
-    session = open_session(spec, var, var_file, backend, state_dir)
+    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     observed = session.observe()
     table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
     table.add_column("Address", overflow="fold")
@@ -86,20 +86,22 @@ def logs(
     state_dir: StateDirOption = None,
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
+    from batchai_spec.azure.errors import service_call
     from batchai_spec.azure.watch import STDOUTERR, Watch
     from batchai_spec.engine.waits import LOG_FILES, Waits
     from batchai_spec.ui.reporters import PlainReporter
 
-    session = open_session(spec, var, var_file, backend, state_dir)
+    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     resource = _job(session, job)
     watch = Watch(session.clients)
-    if follow:
-        Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
-        return
-    files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
-    for name in LOG_FILES:
-        if name in files:
-            console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
+    with service_call(resource.address, "reading the logs of"):
+        if follow:
+            Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
+            return
+        files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
+        for name in LOG_FILES:
+            if name in files:
+                console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
 
 
 @app.command()
@@ -113,15 +115,17 @@ def outputs(
     state_dir: StateDirOption = None,
 ) -> None:
     """List (and download) the files of a job's output directories and of its stdouterr directory."""
+    from batchai_spec.azure.errors import service_call
     from batchai_spec.azure.watch import Watch
     from batchai_spec.engine.waits import Waits
     from batchai_spec.ui.reporters import PlainReporter
 
-    session = open_session(spec, var, var_file, backend, state_dir)
+    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     resource = _job(session, job)
     watch = Watch(session.clients)
-    status = watch.job(resource.ids)
-    files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
+    with service_call(resource.address, "listing the outputs of"):
+        status = watch.job(resource.ids)
+        files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
     table = Table(title=f"{resource.address} ({status.execution_state})")
     for column in ("Directory", "File", "Bytes"):
         table.add_column(column)
@@ -129,8 +133,8 @@ def outputs(
         table.add_row(file.directory_id, file.path, f"{file.size:,}")
     console.print(table)
     if download is not None:
-        for file in files:
-            watch.download(file.url, download / file.directory_id / file.path)
+        with service_call(resource.address, "downloading the outputs of"):
+            watch.download(files, download)
         console.print(f"Downloaded {len(files)} files to {download}")
 
 
@@ -145,6 +149,6 @@ def force_unlock(
     """Remove the apply lock of a spec whose holder is gone."""
     from batchai_spec.engine.lock import force_unlock as remove_lock
 
-    session = open_session(spec, var, var_file, backend, state_dir)
+    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     holder = remove_lock(session.choice.lock_dir, session.loaded.spec.name)
     console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -75,13 +76,15 @@ class Waits:
         deadline = time.monotonic() + self.timeouts.job
         backoff = Backoff()
         offsets = {name: 0 for name in LOG_FILES}
+        # Ranged reads can end inside a multi-byte character: decode each file as one stream.
+        decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in LOG_FILES}
         started = time.monotonic()
         last_state = None
         while True:
             status = with_retries(lambda: self.watch.job(job.ids))
             grew = False
             if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
-                grew = self._stream(job, offsets)  # before the state line, so a job's last words come first
+                grew = self._stream(job, offsets, decoders)  # before the state line, so a job's last words come first
             if status.execution_state != last_state:
                 self.reporter.emit("job.state", address=job.address, state=status.execution_state)
                 last_state = status.execution_state
@@ -103,7 +106,7 @@ class Waits:
                 backoff.reset()
             backoff.wait()
 
-    def _stream(self, job: Resource, offsets: dict[str, int]) -> bool:
+    def _stream(self, job: Resource, offsets: dict[str, int], decoders: dict[str, codecs.IncrementalDecoder]) -> bool:
         files = {f.path: f for f in with_retries(lambda: self.watch.output_files(job.ids, STDOUTERR))}
         grew = False
         for name in LOG_FILES:
@@ -114,7 +117,9 @@ class Waits:
             if data:
                 offsets[name] += len(data)
                 stream = name.split(".")[0]
-                self.reporter.emit("job.log", address=job.address, stream=stream, text=data.decode(errors="replace"))
+                text = decoders[name].decode(data)
+                if text:
+                    self.reporter.emit("job.log", address=job.address, stream=stream, text=text)
                 grew = True
         return grew
 

@@ -63,5 +63,6 @@ def load_saved_plan(path: Path) -> SavedPlan:
 def check_still_valid(saved: SavedPlan, fresh: Plan, path: Path) -> None:
     if fresh.live_fingerprint != saved.live_fingerprint or fresh.content_fingerprint() != saved.content_fingerprint:
         raise UserError(
-            f"plan is stale: the live state or the spec changed since {path} was saved; run `batchai-spec plan` again"
+            f"plan is stale: the live state, the spec or its --var values changed since {path} was saved; "
+            "run `batchai-spec plan` again"
         )

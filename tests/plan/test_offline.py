@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -239,3 +240,11 @@ def test_a_childs_tag_names_the_spec_that_created_it():
     assert read_child_record(child_record("spec-a", "abc.def"), "spec-a") == (True, "abc.def")
     assert read_child_record(child_record("spec-a", "abc.def"), "spec-b") == (False, None)
     assert read_child_record(None, "spec-a") == (False, None)
+
+
+def test_a_file_named_only_in_a_command_line_is_an_input_of_the_job(tmp_path):
+    spec = write_spec(tmp_path)
+    text = re.sub(r" *input_directories: .*\n", "", spec.read_text())
+    spec.write_text(text.replace("$AZ_BATCHAI_INPUT_CODE/train.py", "$AZ_BATCHAI_MOUNT_ROOT/share/code/train.py"))
+    graph = build_graph(load_spec(spec), SUBSCRIPTION)
+    assert graph.resources["job.exp/job0"].extra["input_files"] == ("file.share/code/train.py",)
