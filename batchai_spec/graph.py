@@ -70,6 +70,11 @@ class Resource:
 class Graph:
     spec_name: str
     resources: dict[str, Resource]
+    # file:line:column of a key path of the spec, for errors found at plan time.
+    locate: Callable[[tuple[Any, ...]], str] = lambda path: "spec"
+
+    def declared_at(self, address: str) -> str:
+        return self.locate(self.resources[address].spec_path)
 
     def __iter__(self):
         return iter(self.resources.values())
@@ -77,20 +82,6 @@ class Graph:
     def by_kind(self, kind: str) -> list[Resource]:
         return [resource for resource in self.resources.values() if resource.kind == kind]
 
-    def levels(self) -> list[list[Resource]]:
-        """Resources grouped so that each group depends only on earlier groups (one read round per group)."""
-        depth: dict[str, int] = {}
-
-        def level_of(address: str) -> int:
-            if address not in depth:
-                resource = self.resources[address]
-                depth[address] = 1 + max((level_of(dep) for dep in resource.depends_on), default=-1)
-            return depth[address]
-
-        grouped: dict[int, list[Resource]] = {}
-        for address in self.resources:
-            grouped.setdefault(level_of(address), []).append(self.resources[address])
-        return [grouped[level] for level in sorted(grouped)]
 
 
 def canonical_location(value: str | None) -> str | None:
@@ -176,7 +167,7 @@ class _Builder:
         if spec.storage:
             self._storage(rg_address)
         self._batchai(rg_address)
-        return Graph(spec.name, self.resources)
+        return Graph(spec.name, self.resources, self.loaded.location)
 
     def _storage(self, rg_address: str) -> None:
         storage = self.spec.storage
@@ -273,7 +264,6 @@ class _Builder:
                     body,
                     depends_on=(workspace_address, *self._mount_dependencies(cluster.node_setup)),
                     spec_path=("clusters", index),
-                    extra={"mounts": self._mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None)},
                 )
             )
         for exp_index, experiment in enumerate(spec.experiments):

@@ -180,7 +180,6 @@ class LiveReader:
                         "allocation_state": cluster.allocation_state,
                         "current_node_count": cluster.current_node_count,
                         "node_state_counts": counts.as_dict() if counts else {},
-                        "errors": [error.as_dict() for error in cluster.errors or []],
                     },
                 )
             )
@@ -224,9 +223,6 @@ class LiveReader:
                         "inputs_digest": internal.get(JOB_INPUTS_ENV),
                         "execution_state": job.execution_state,
                         "exit_code": info.exit_code if info else None,
-                        "start_time": info.start_time if info else None,
-                        "end_time": info.end_time if info else None,
-                        "output_segment": job.job_output_directory_path_segment,
                     },
                 )
             )

@@ -110,14 +110,6 @@ def _start_embedded(state_dir: Path) -> dict[str, Any]:
         return running.endpoint.to_json()
 
 
-def stop_embedded() -> None:
-    """Stop emulators this process started (their jobs go on and are re-adopted by the next start)."""
-    with _embedded_lock:
-        while _embedded:
-            _, running = _embedded.popitem()
-            running.stop()
-
-
 def azure_target() -> Target:
     subscription_id = os.environ.get("AZURE_SUBSCRIPTION_ID")
     if not subscription_id:

@@ -146,7 +146,8 @@ def build_plan(
         if not resource.managed:
             if not live.exists:
                 raise UserError(
-                    f"{resource.address} is declared as existing but was not found; create it first or set existing: false"
+                    f"{graph.declared_at(resource.address)}: {resource.address} is declared as existing but was not "
+                    "found; create it first or set existing: false"
                 )
             continue
         change = _change_for(resource, live, salt)
@@ -157,7 +158,7 @@ def build_plan(
             change.reasons.append("requested with --replace")
         changes[resource.address] = change
     _cascade(graph, observed, changes)
-    _refuse_replacing_what_others_created(observed, changes)
+    _refuse_replacing_what_others_created(graph, observed, changes)
 
     for address, live in observed.items():
         if address not in graph.resources and live.exists and live.owned:
@@ -170,14 +171,16 @@ def build_plan(
     return Plan(graph.spec_name, spec_path, target, "apply", _order(changes.values()), _live_fingerprint(observed))
 
 
-def _refuse_replacing_what_others_created(observed: dict[str, Observed], changes: dict[str, ResourceChange]) -> None:
+def _refuse_replacing_what_others_created(
+    graph: Graph, observed: dict[str, Observed], changes: dict[str, ResourceChange]
+) -> None:
     """A declared resource that exists but was not created by this spec is adopted as it is: updated in place at
     most, never deleted to be created again."""
     for address, change in changes.items():
         live = observed[address]
         if change.action is Action.REPLACE and live.exists and not live.owned:
             raise UserError(
-                f"{address} already exists and was not created by this spec, which would replace it "
+                f"{graph.declared_at(address)}: {address} already exists and was not created by this spec, which would replace it "
                 f"({'; '.join(change.reasons)}); make the spec match it, give the spec's resource another name, "
                 "or delete the existing one yourself"
             )
