@@ -17,6 +17,8 @@ from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
     from batchai_spec.engine.executor import Executor
+    from batchai_spec.engine.waits import Waits
+    from batchai_spec.graph import Resource
     from batchai_spec.plan.model import Plan
     from batchai_spec.session import Session
     from batchai_spec.ui.reporters import Reporter
@@ -83,15 +85,15 @@ def apply(
             if saved is not None:
                 check_still_valid(saved, plan, spec)
             _show_plan(plan, reporter, json_lines)
-            if not plan.has_changes:
-                return
-            _confirm("Apply these changes?", auto_approve or saved is not None)
             executor = _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, parallelism)
-            executor.run()
-        failed = _follow_jobs(session, executor, reporter, no_wait=no_wait, download=download)
+            if plan.has_changes:
+                _confirm("Apply these changes?", auto_approve or saved is not None)
+                executor.run()
+        jobs = [session.graph.resources[address] for address in _jobs_to_follow(plan, observed, executor.created_jobs)]
+        failed = _follow_jobs(executor.waits, jobs, reporter, no_wait=no_wait, download=download, spec=spec_path)
     finally:
         reporter.close()
-    if not json_lines:
+    if not json_lines and plan.has_changes:
         console.print(f"Apply complete: {plan.summary().removeprefix('Plan: ')}")
     if failed:
         raise UserError(f"{', '.join(failed)} failed (see the end of stderr above)", exit_code=EXIT_JOB_FAILED)
@@ -159,26 +161,42 @@ def _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, p
     return Executor(plan, session.graph, observed, changes, waits, reporter, parallelism=parallelism)
 
 
-def _follow_jobs(session: Session, executor: Executor, reporter: Reporter, *, no_wait: bool, download: Path | None) -> list[str]:
-    jobs = [session.graph.resources[address] for address in executor.created_jobs]
+def _jobs_to_follow(plan: Plan, observed: dict, created: list[str]) -> list[str]:
+    """The jobs this apply submitted, and those of the plan an earlier apply (interrupted, or --no-wait) left
+    queued or running: applying again follows them to their end instead of saying nothing."""
+    from batchai_spec.plan.model import Action
+
+    left_running = [
+        change.address
+        for change in plan.changes
+        if change.kind == "job"
+        and change.action is Action.NO_OP
+        and observed[change.address].meta.get("execution_state") in ("queued", "running")
+    ]
+    return [*created, *left_running]
+
+
+def _follow_jobs(
+    waits: Waits, jobs: list[Resource], reporter: Reporter, *, no_wait: bool, download: Path | None, spec: Path
+) -> list[str]:
     if not jobs:
         return []
     if no_wait:
         for job in jobs:
-            reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs SPEC {job.ids['experiment']}/{job.ids['job']} -f`")
+            reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {job.ids['experiment']}/{job.ids['job']} -f`")
         return []
     failed = []
     for job in jobs:
-        status = executor.waits.follow_job(job, stream_logs=len(jobs) == 1)
-        files = executor.waits.outputs(job, status.output_directory_ids)
+        status = waits.follow_job(job, stream_logs=len(jobs) == 1)
+        files = waits.outputs(job, status.output_directory_ids)
         for file in files:
             reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
         if download is not None:
-            executor.waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
+            waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
             reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
         if status.execution_state != "succeeded":
             failed.append(job.address)
             errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
-            tail = executor.waits.stderr_tail(job)
+            tail = waits.stderr_tail(job)
             reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
     return failed

@@ -100,7 +100,7 @@ class Waits:
             if time.monotonic() > deadline:
                 raise UserError(
                     f"{job.address} is still {status.execution_state} after {self.timeouts.job:.0f}s; it goes on "
-                    f"running: follow it with `batchai-spec logs SPEC {job.ids['experiment']}/{job.ids['job']} -f`"
+                    f"running: follow it with `batchai-spec logs <spec> {job.ids['experiment']}/{job.ids['job']} -f`"
                 )
             if grew:
                 backoff.reset()
