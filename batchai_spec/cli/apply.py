@@ -118,6 +118,9 @@ def destroy(
     try:
         with _locked(session, "destroy", lock_timeout):
             plan, observed = session.destroy_plan()
+            for change in plan.changes:
+                if change.action is Action.NO_OP:
+                    reporter.emit("message", text=f"{change.address}: {'; '.join(change.reasons)}")
             if not plan.has_changes:
                 if json_lines:
                     reporter.emit("message", text="Nothing to destroy.")
