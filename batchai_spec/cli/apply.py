@@ -10,7 +10,7 @@ import typer
 
 from typing import TYPE_CHECKING
 
-from batchai_spec.cli.app import app, console
+from batchai_spec.cli.app import app, console, console_err
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import VarFileOption, VarOption
 from batchai_spec.errors import UserError
@@ -144,7 +144,10 @@ class _locked:
         self.timeout = timeout
 
     def __enter__(self):
-        self.lock.acquire(self.timeout)
+        def say_waiting(holder: str) -> None:
+            console_err.print(f"Waiting up to {self.timeout:.0f}s for the lock held by {holder}…", soft_wrap=True, markup=False)
+
+        self.lock.acquire(self.timeout, on_wait=say_waiting)
         return self.lock
 
     def __exit__(self, *exc):
