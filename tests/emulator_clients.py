@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from azure.core.credentials import AccessToken
 from azure.mgmt.resource.resources import ResourceManagementClient
@@ -57,7 +57,7 @@ def share_service_for(endpoint: Endpoint, account: str, credential, **options) -
 class StorageAccount:
     resource_group: str
     name: str
-    keys: tuple[str, str]
+    keys: tuple[str, str] = field(repr=False)  # secrets stay out of test reports
     endpoint: Endpoint
 
     @property

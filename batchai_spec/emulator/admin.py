@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import Response
 
 from batchai_spec.emulator.arm.responses import arm_empty, arm_json
@@ -26,8 +28,7 @@ def add_admin_routes(router: Router, faults: FaultBook) -> None:
         document.pop("id", None)
         try:
             rule = faults.add(FaultRule(**document))
-        except (TypeError, ValueError) as error:
-            # re.error is a ValueError: a bad pattern lands here too.
+        except (TypeError, ValueError, re.error) as error:
             raise ServiceError(400, "InvalidFaultRule", str(error))
         return arm_json(rule.to_json(), 201)
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from batchai_spec.emulator.state import State
@@ -147,7 +147,11 @@ class ServiceApp:
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return  # the client gave up (a timeout, a delay rule): nobody to answer
+
         call = _call_from_scope(scope, request, body)
         response = await run_in_threadpool(self._answer, call)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))

@@ -79,12 +79,12 @@ class Waits:
         last_state = None
         while True:
             status = with_retries(lambda: self.watch.job(job.ids))
+            grew = False
+            if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
+                grew = self._stream(job, offsets)  # before the state line, so a job's last words come first
             if status.execution_state != last_state:
                 self.reporter.emit("job.state", address=job.address, state=status.execution_state)
                 last_state = status.execution_state
-            grew = False
-            if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
-                grew = self._stream(job, offsets)
             if status.execution_state in FINISHED:
                 self.reporter.emit(
                     "job.finished",

@@ -18,10 +18,15 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 
 class Reporter(Protocol):
@@ -103,17 +108,31 @@ class JsonReporter:
         pass
 
 
+class _ActivityColumn(ProgressColumn):
+    """Bytes, speed and time left for an upload; state and time elapsed for a cluster or a job."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transfer = (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        self._elapsed = TimeElapsedColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("state") is not None:
+            return Text.assemble(f"{task.fields['state']}  ", self._elapsed.render(task))
+        return Text(" ").join(column.render(task) for column in self._transfer)
+
+
 class RichReporter:
-    """Progress bars for uploads (bytes, speed, ETA) and state lines above them, on a terminal."""
+    """Live lines on a terminal: uploads with their bars, the cluster's nodes and each job's state with its time;
+    finished steps and job logs are printed above them."""
 
     def __init__(self, console: Console):
         self.console = console
         self.progress = Progress(
+            SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
+            _ActivityColumn(),
             console=console,
             transient=True,
         )
@@ -121,19 +140,30 @@ class RichReporter:
         self._lock = threading.Lock()
         self.progress.start()
 
+    def _task(self, address: str, **fields: Any) -> Any:
+        task = self._tasks.get(address)
+        if task is None:
+            task = self._tasks[address] = self.progress.add_task(address, **fields)
+        return task
+
     def emit(self, kind: str, **data: Any) -> None:
         with self._lock:
+            address = data.get("address", "")
             if kind == "upload.progress":
-                task = self._tasks.get(data["address"])
-                if task is None:
-                    task = self.progress.add_task(data["address"], total=data["total"])
-                    self._tasks[data["address"]] = task
-                self.progress.update(task, completed=data["done"])
+                task = self._task(address, total=data["total"])
+                self.progress.update(task, total=data["total"], completed=data["done"])
                 return
-            if kind == "change.finished" and data["address"] in self._tasks:
-                self.progress.remove_task(self._tasks.pop(data["address"]))
+            if kind in ("cluster.waiting", "job.state"):
+                state = _describe(kind, data).removeprefix(f"{address}: ")
+                self.progress.update(self._task(address, total=None, state=state), state=state)
+            if kind in ("change.finished", "change.failed", "job.finished") and address in self._tasks:
+                self.progress.remove_task(self._tasks.pop(address))
+            # Lines printed next are drawn with the live part as last rendered: render the change first.
+            self.progress.refresh()
             if kind == "job.log":
                 self.progress.console.out(data["text"], end="", highlight=False)
+                return
+            if kind in ("upload.progress", "cluster.waiting", "job.state"):
                 return
             text = _describe(kind, data)
             if text is not None:

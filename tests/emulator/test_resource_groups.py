@@ -52,7 +52,8 @@ def test_list_pages_and_filters_by_tag(resource_client):
     names = {unique_name("rglist") for _ in range(105)}
     for name in names:
         resource_client.resource_groups.create_or_update(name, {"location": LOCATION, "tags": {"suite": tag}})
-    listed = {group.name for group in resource_client.resource_groups.list(filter=f"tagName eq 'suite' and tagValue eq '{tag}'")}
+    tagged = resource_client.resource_groups.list(filter=f"tagName eq 'suite' and tagValue eq '{tag}'")
+    listed = {group.name for group in tagged}
     assert listed == names
     assert names <= {group.name for group in resource_client.resource_groups.list()}
 
@@ -97,4 +98,5 @@ def resource_client_other_subscription(endpoint, arm_credential):
 
     from tests.emulator_clients import arm_clients_options
 
-    return ResourceManagementClient(arm_credential, "00000000-0000-0000-0000-000000000000", **arm_clients_options(endpoint))
+    unknown = "00000000-0000-0000-0000-000000000000"
+    return ResourceManagementClient(arm_credential, unknown, **arm_clients_options(endpoint))

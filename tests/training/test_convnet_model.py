@@ -14,7 +14,9 @@ def test_network_has_the_quickstarts_98778_parameters():
     network = convnet_mnist.build_torch_network(torch, convnet_mnist.ARCHITECTURE, convnet_mnist.IMAGE_SHAPE)
 
     shapes = [tuple(parameter.shape) for parameter in network.parameters()]
-    assert shapes == [(32, 1, 5, 5), (32,), (48, 32, 3, 3), (48,), (64, 48, 3, 3), (64,), (96, 576), (96,), (10, 96), (10,)]
+    assert shapes == [
+        (32, 1, 5, 5), (32,), (48, 32, 3, 3), (48,), (64, 48, 3, 3), (64,), (96, 576), (96,), (10, 96), (10,)
+    ]
     assert sum(parameter.numel() for parameter in network.parameters()) == 98_778
     assert network(torch.full((3, 1, 28, 28), 255.0)).shape == (3, 10)
 
@@ -46,7 +48,8 @@ def test_optimizer_takes_cntks_unit_gain_momentum_steps():
 def test_summary_lines_have_cntks_format():
     line = convnet_mnist.epoch_summary(0, 40, 0.25 * 60000, 600, 60000, 30.0)
     assert line == (
-        "Finished Epoch[1 of 40]: [Training] loss = 0.250000 * 60000, metric = 1.00% * 60000 30.000s (2000.0 samples/s);"
+        "Finished Epoch[1 of 40]: [Training] loss = 0.250000 * 60000, metric = 1.00% * 60000 "
+        "30.000s (2000.0 samples/s);"
     )
     assert convnet_mnist.final_results(10, 54, 10000) == "Final Results: Minibatch[1-11]: errs = 0.54% * 10000"
 

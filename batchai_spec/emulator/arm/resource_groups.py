@@ -106,7 +106,9 @@ def update(state: State, call: Call) -> Response:
         row = _existing(state, name)
         tags = tags_of(body["tags"]) if body.get("tags") is not None else json.loads(row["tags"])
         managed_by = body.get("managedBy", row["managed_by"])
-        db.execute("UPDATE resource_groups SET tags = ?, managed_by = ? WHERE name = ?", (json.dumps(tags), managed_by, name))
+        db.execute(
+            "UPDATE resource_groups SET tags = ?, managed_by = ? WHERE name = ?", (json.dumps(tags), managed_by, name)
+        )
     return arm_json(_document(state, _row(state, name)))
 
 
@@ -146,7 +148,9 @@ def _passes_filter(row, expression: str | None) -> bool:
         return True
     match = _TAG_FILTER.match(expression)
     if match is None:
-        raise ServiceError(400, "InvalidFilter", "Only \"tagName eq '...' [and tagValue eq '...']\" filters are supported.")
+        raise ServiceError(
+            400, "InvalidFilter", "Only \"tagName eq '...' [and tagValue eq '...']\" filters are supported."
+        )
     tags = {key.lower(): value for key, value in json.loads(row["tags"]).items()}
     name, value = match.group(1).lower(), match.group(2)
     return name in tags and (value is None or tags[name] == value)

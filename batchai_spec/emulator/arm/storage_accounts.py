@@ -89,7 +89,9 @@ def create(state: State, call: Call) -> Response:
         with state.transaction() as db:
             existing = _row(state, name)
             if existing is not None and existing["resource_group"].lower() != resource_group.lower():
-                raise ServiceError(409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken.")
+                raise ServiceError(
+                    409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken."
+                )
             if existing is None:
                 db.execute(
                     "INSERT INTO storage_accounts (name, resource_group, location, sku, kind, tags, properties, key1,"

@@ -16,10 +16,10 @@ import shutil
 import sqlite3
 import uuid
 import zlib
+from pathlib import Path
 from typing import Any
 
-from batchai_spec.emulator.batchai import mounts, store
-from batchai_spec.emulator.batchai import runner
+from batchai_spec.emulator.batchai import mounts, runner, store
 from batchai_spec.emulator.batchai.context import Context
 from batchai_spec.emulator.batchai.environment import SecretUnavailable, expand, setup_task_environment
 from batchai_spec.emulator.batchai.processes import Step, TaskRecord, task_script
@@ -200,9 +200,8 @@ def _start_preparation(ctx: Context, cluster: Resource, node: Node, now: float) 
     return True
 
 
-def setup_log_directory(cluster: Resource, env: dict[str, str]):
-    from pathlib import Path
-
+def setup_log_directory(cluster: Resource, env: dict[str, str]) -> Path:
+    """`{setupTask.stdOutErrPathPrefix}/{stdOutErrPathSuffix}` as the node sees it."""
     return Path(expand(cluster.properties["nodeSetup"]["setupTask"]["stdOutErrPathPrefix"], env)) / (
         cluster.runtime["setupOutputSuffix"]
     )

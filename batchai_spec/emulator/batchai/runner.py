@@ -21,6 +21,7 @@ import shutil
 import signal
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,15 @@ def _schedule(ctx: Context, now: float) -> bool:
 
 
 def _start(ctx: Context, job_key: str, cluster: Resource, node_ids: list[str], now: float) -> None:
+    """Prepare the nodes, then mark the job running (with its output locations) and launch its tasks."""
+    job = store.get(ctx.state.connection(), job_key, "job")
+    if job is None or job.status["executionState"] != "queued":
+        return
+    try:
+        launch = _prepare(ctx, job, cluster, node_ids)
+    except StartFailure as failure:
+        _end(ctx, job_key, now, errors=[_error(failure.code, failure.message)])
+        return
     with ctx.state.transaction() as db:
         job = store.get(db, job_key, "job")
         if job is None or job.status["executionState"] != "queued":
@@ -140,28 +150,37 @@ def _start(ctx: Context, job_key: str, cluster: Resource, node_ids: list[str], n
         job.status["executionInfo"] = {"startTime": iso_millis(now)}
         for transient in ("tasks", "stop", "stopSignalledAt", "killed"):
             job.runtime.pop(transient, None)
-        job.runtime["nodes"] = node_ids
-        job.runtime["startedAt"] = now
+        job.runtime.update(nodes=node_ids, startedAt=now, locations=launch.locations)
         store.save(db, job)
     records: list[TaskRecord] = []
     try:
-        locations = _launch(ctx, job, cluster, node_ids, records)
-    except StartFailure as failure:
+        for index, script in enumerate(launch.scripts):
+            records.append(ctx.processes.launch(script, launch.environments[index], script.parent))
+            launch.log.write(f"Task {index} started on node {node_ids[index]} (pid {records[-1].pid})")
+    except OSError as error:
         for record in records:
             ctx.processes.signal(record, signal.SIGKILL)
-        _end(ctx, job_key, clock_now(), errors=[_error(failure.code, failure.message)])
+        _end(ctx, job_key, clock_now(), errors=[_error("JobStartFailed", f"The job's processes could not start: {error}")])
         return
     with ctx.state.transaction() as db:
         current = store.get(db, job_key, "job")
         if current is not None:
             current.runtime["tasks"] = [record.to_json() for record in records]
-            current.runtime["locations"] = locations
             store.save(db, current)
 
 
-def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
-            records: list[TaskRecord]) -> dict[str, Any]:
-    """Prepare every node's directories and start the tasks; returns where stdouterr and outputs are."""
+@dataclass(frozen=True)
+class Launch:
+    """A job ready to start: one task script per node, its environment, and where the outputs will be."""
+
+    scripts: list[Path]
+    environments: list[dict[str, str]]
+    locations: dict[str, Any]
+    log: ExecutionLog
+
+
+def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]) -> Launch:
+    """Every node's directories, mounts, environment and task script, as the service set them up."""
     properties = job.properties
     tool_type, settings = toolkit_of(job)
     job_uuid, segment = job.runtime["uuid"], job.runtime["outputSegment"]
@@ -203,9 +222,10 @@ def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
         stdouterr.mkdir(parents=True, exist_ok=True)
         outputs = {}
         for directory in properties.get("outputDirectories") or []:
-            path = Path(environments[0][f"AZ_BATCHAI_OUTPUT_{directory['id']}"])
-            path.mkdir(parents=True, exist_ok=True)
-            outputs[directory["id"]] = _location(path, cluster_mounts + job_mounts)
+            variable = f"AZ_BATCHAI_OUTPUT_{directory['id']}"
+            for env in environments:  # the service created them on every node (they may be node-local)
+                Path(env[variable]).mkdir(parents=True, exist_ok=True)
+            outputs[directory["id"]] = _location(Path(environments[0][variable]), cluster_mounts + job_mounts)
         log = ExecutionLog(stdouterr / "execution.log")
         log.write(f"Job {job.runtime['experimentName']}/{job.name} ({tool_type}) starts on node(s)"
                   f" {', '.join(node_ids)} of cluster {cluster.name}")
@@ -213,6 +233,7 @@ def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
             log.write(note)
         log.write(f"Toolkit settings: {json.dumps(settings, sort_keys=True)}")
         preparation = properties.get("jobPreparation")
+        scripts = []
         for index, command in enumerate(commands):
             steps = []
             if preparation:
@@ -222,20 +243,20 @@ def _launch(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str],
             if command.argv is not None:
                 steps.append(Step("command", command.argv, stdouterr / command.stdout_name,
                                   stdouterr / command.stderr_name))
-            for step in steps:
+            for step in steps:  # listed (empty) from the moment the job runs
                 step.stdout.touch()
                 step.stderr.touch()
             script = temps[index] / f"task-{index}.sh"
             script.write_text(task_script(steps, script.with_suffix(".exit")))
-            records.append(ctx.processes.launch(script, environments[index], temps[index]))
-            log.write(f"Task {index} started on node {node_ids[index]} (pid {records[-1].pid})")
+            scripts.append(script)
     except LaunchError as error:
         raise StartFailure(error.code, error.message) from None
     except SecretUnavailable as error:
         raise StartFailure("SecretNotAvailable", str(error)) from None
     except (OSError, ValueError) as error:
         raise StartFailure("JobStartFailed", f"The job's processes could not start: {error}") from None
-    return {"stdouterr": _location(stdouterr, cluster_mounts + job_mounts), "outputs": outputs}
+    locations = {"stdouterr": _location(stdouterr, cluster_mounts + job_mounts), "outputs": outputs}
+    return Launch(scripts, environments, locations, log)
 
 
 def _location(path: Path, mounted: list[mounts.Mounted]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchai_spec.emulator.batchai import ids
+from batchai_spec.emulator.batchai.times import iso_millis
 from batchai_spec.emulator.state import register_schema
 
 register_schema(
@@ -109,6 +110,19 @@ def get(db: sqlite3.Connection, resource_id: str, kind: str | None = None) -> Re
     if row is None or (kind is not None and row["kind"] != kind):
         return None
     return _resource(row)
+
+
+def create(db: sqlite3.Connection, kind: str, resource_id: str, parent_id: str, body: dict[str, Any], now: float,
+           *, status: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> Resource:
+    """Insert a new resource, provisioned at `now` (the service reported `succeeded` as soon as it existed)."""
+    stamp = iso_millis(now)
+    return insert(db, Resource(
+        key=ids.key(resource_id), kind=kind, parent_key=ids.key(parent_id), id=resource_id,
+        name=resource_id.rsplit("/", 1)[1], body=body,
+        status={"provisioningState": "succeeded", "provisioningStateTransitionTime": stamp, "creationTime": stamp,
+                **(status or {})},
+        runtime=runtime or {}, etag=new_etag(), modified_at=now,
+    ))
 
 
 def insert(db: sqlite3.Connection, resource: Resource) -> Resource:

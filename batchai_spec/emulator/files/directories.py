@@ -18,17 +18,17 @@ def create_directory(state: State, call: Call, target: RequestTarget) -> Respons
 
 
 def directory_properties(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = _directory(state, target)
+    entry = store.require_target(state, target, directory=True)
     return Response(status_code=200, headers={**entry_headers(entry), **metadata_headers(entry.metadata)})
 
 
 def set_directory_metadata(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = store.touch(state, _directory(state, target), metadata=metadata_from(call))
+    entry = store.touch(state, store.require_target(state, target, directory=True), metadata=metadata_from(call))
     return Response(status_code=200, headers=entry_headers(entry))
 
 
 def list_directory(state: State, call: Call, target: RequestTarget) -> Response:
-    directory = _directory(state, target)
+    directory = store.require_target(state, target, directory=True)
     prefix = call.query.get("prefix", "")
     marker = call.query.get("marker", "")
     size = listing.page_size(call.query.get("maxresults"))
@@ -43,10 +43,6 @@ def list_directory(state: State, call: Call, target: RequestTarget) -> Response:
 
 
 def delete_directory(state: State, call: Call, target: RequestTarget) -> Response:
-    store.delete_directory(state, _directory(state, target))
+    store.delete_directory(state, store.require_target(state, target, directory=True))
     return Response(status_code=202)
 
-
-def _directory(state: State, target: RequestTarget) -> store.Entry:
-    share = store.get_share(state, target.account, target.share)
-    return store.require_entry(state, share, target.names, directory=True)

@@ -43,7 +43,7 @@ def create_file(state: State, call: Call, target: RequestTarget) -> Response:
 
 
 def put_range(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = _file(state, target)
+    entry = store.require_target(state, target, directory=False)
     mode = call.headers.get("x-ms-write", "").lower()
     if mode not in ("update", "clear"):
         raise ServiceError(400, "InvalidHeaderValue", "The value for header x-ms-write must be 'update' or 'clear'.")
@@ -61,7 +61,10 @@ def put_range(state: State, call: Call, target: RequestTarget) -> Response:
         if sent_md5:
             actual = base64.b64encode(hashlib.md5(call.body).digest()).decode()
             if actual != sent_md5:
-                raise ServiceError(400, "Md5Mismatch", "The MD5 value specified in the request did not match the MD5 value calculated by the server.")
+                raise ServiceError(
+                    400, "Md5Mismatch",
+                    "The MD5 value specified in the request did not match the MD5 value calculated by the server.",
+                )
             headers["Content-MD5"] = actual
         entry = store.write_range(state, entry, start, call.body)
     else:
@@ -69,12 +72,13 @@ def put_range(state: State, call: Call, target: RequestTarget) -> Response:
             raise ServiceError(400, "InvalidHeaderValue", "A clear range request must have no body.")
         for offset in range(start, end + 1, MAX_RANGE_BYTES):
             entry = store.write_range(state, entry, offset, _ZEROS[: min(MAX_RANGE_BYTES, end + 1 - offset)])
-    return Response(status_code=201, headers={**entry_headers(entry), **headers, "x-ms-request-server-encrypted": "true"})
+    headers.update(entry_headers(entry))
+    return Response(status_code=201, headers={**headers, "x-ms-request-server-encrypted": "true"})
 
 
 def set_file_properties(state: State, call: Call, target: RequestTarget) -> Response:
     """Set HTTP Headers and Resize File: settings in the request replace the stored ones; a size resizes."""
-    entry = _file(state, target)
+    entry = store.require_target(state, target, directory=False)
     size = integer_header(call, "x-ms-content-length", required=False)
     if size is not None:
         store.resize_file(entry, size)
@@ -84,17 +88,17 @@ def set_file_properties(state: State, call: Call, target: RequestTarget) -> Resp
 
 
 def set_file_metadata(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = store.touch(state, _file(state, target), metadata=metadata_from(call))
+    entry = store.touch(state, store.require_target(state, target, directory=False), metadata=metadata_from(call))
     return Response(status_code=200, headers=entry_headers(entry))
 
 
 def file_properties(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = _file(state, target)
+    entry = store.require_target(state, target, directory=False)
     return Response(status_code=200, headers={**file_headers(entry), "Content-Length": str(entry.size)})
 
 
 def download(state: State, call: Call, target: RequestTarget) -> Response:
-    entry = _file(state, target)
+    entry = store.require_target(state, target, directory=False)
     headers = file_headers(entry)
     if is_sas(call):
         headers.update({header: call.query[name] for name, header in _SAS_OVERRIDES.items() if call.query.get(name)})
@@ -116,13 +120,8 @@ def download(state: State, call: Call, target: RequestTarget) -> Response:
 
 
 def delete_file(state: State, call: Call, target: RequestTarget) -> Response:
-    store.delete_file(state, _file(state, target))
+    store.delete_file(state, store.require_target(state, target, directory=False))
     return Response(status_code=202)
-
-
-def _file(state: State, target: RequestTarget) -> store.Entry:
-    share = store.get_share(state, target.account, target.share)
-    return store.require_entry(state, share, target.names, directory=False)
 
 
 def _write_range(call: Call) -> tuple[int, int]:

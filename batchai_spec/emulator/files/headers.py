@@ -38,7 +38,10 @@ def integer_header(call: Call, name: str, *, required: bool) -> int | None:
     text = call.headers.get(name)
     if text is None:
         if required:
-            raise ServiceError(400, "MissingRequiredHeader", f"An HTTP header that's mandatory for this request is not specified: {name}.")
+            raise ServiceError(
+                400, "MissingRequiredHeader",
+                f"An HTTP header that's mandatory for this request is not specified: {name}.",
+            )
         return None
     try:
         value = int(text)
@@ -56,7 +59,9 @@ def requested_range(call: Call) -> tuple[int | None, int | None] | None:
         return None
     match = _RANGE.match(text.strip())
     if match is None or match.group(1) == match.group(2) == "":
-        raise ServiceError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.")
+        raise ServiceError(
+            400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format."
+        )
     start = int(match.group(1)) if match.group(1) else None
     end = int(match.group(2)) if match.group(2) else None
     if start is not None and end is not None and end < start:

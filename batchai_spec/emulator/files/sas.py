@@ -43,7 +43,9 @@ def verify_sas(call: Call, target: RequestTarget, keys: tuple[str, ...], permiss
     _check_ip(query.get("sip"), call.client_host)
     if "ss" in query:
         if "f" not in query.get("ss", ""):
-            raise ServiceError(403, "AuthorizationServiceMismatch", "This request is not authorized for the File service.")
+            raise ServiceError(
+                403, "AuthorizationServiceMismatch", "This request is not authorized for the File service."
+            )
         if resource_type not in query.get("srt", ""):
             raise ServiceError(
                 403, "AuthorizationResourceTypeMismatch", "This request is not authorized for this resource type."

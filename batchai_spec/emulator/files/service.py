@@ -17,6 +17,7 @@ from batchai_spec.emulator.files.sharedkey import verify_shared_key
 from batchai_spec.emulator.routing import Call, ServiceError
 from batchai_spec.emulator.state import State
 
+DEFAULT_VERSION = "2026-10-06"
 FilesHandler = Callable[[State, Call, RequestTarget], Response]
 
 # (method, comp) -> handler, one table per level of the path.
@@ -63,7 +64,9 @@ def authenticate(state: State, call: Call) -> None:
     elif call.headers.get("authorization"):
         verify_shared_key(call, target.account, keys)
     else:
-        raise ServiceError(401, "NoAuthenticationInformation", "The request carries neither a SharedKey signature nor a SAS.")
+        raise ServiceError(
+            401, "NoAuthenticationInformation", "The request carries neither a SharedKey signature nor a SAS."
+        )
 
 
 def dispatch(state: State, call: Call) -> Response:
@@ -81,11 +84,15 @@ def dispatch(state: State, call: Call) -> Response:
         table = {}
     handler = table.get((call.method, call.query.get("comp")))
     if handler is None:
+        known_verb = call.method in ("GET", "HEAD", "PUT", "DELETE")
         raise ServiceError(
-            400, "UnsupportedHttpVerb" if call.method not in ("GET", "HEAD", "PUT", "DELETE") else "InvalidQueryParameterValue",
+            400, "InvalidQueryParameterValue" if known_verb else "UnsupportedHttpVerb",
             "The emulator does not support this operation on this resource.",
         )
-    return handler(state, call, target)
+    response = handler(state, call, target)
+    # The service answers in the version the client asked for; the SDKs send any of a dozen, all accepted.
+    response.headers["x-ms-version"] = call.headers.get("x-ms-version", DEFAULT_VERSION)
+    return response
 
 
 def _sas_permission(call: Call) -> str:

@@ -44,7 +44,9 @@ def verify_shared_key(call: Call, account: str, keys: tuple[str, ...]) -> None:
         for key in keys:
             if hmac.compare_digest(sign(key, string_to_sign).encode(), signature.encode()):
                 return
-    raise authentication_failed("The MAC signature found in the HTTP request is not the same as any computed signature.")
+    raise authentication_failed(
+        "The MAC signature found in the HTTP request is not the same as any computed signature."
+    )
 
 
 def _check_date(call: Call) -> None:

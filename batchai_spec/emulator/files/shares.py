@@ -63,5 +63,7 @@ def delete_share(state: State, call: Call, target: RequestTarget) -> Response:
 def _quota(call: Call) -> int | None:
     quota = integer_header(call, "x-ms-share-quota", required=False)
     if quota is not None and not 1 <= quota <= store.MAX_QUOTA_GIB:
-        raise ServiceError(400, "InvalidHeaderValue", f"The share quota must be between 1 and {store.MAX_QUOTA_GIB} GiB.")
+        raise ServiceError(
+            400, "InvalidHeaderValue", f"The share quota must be between 1 and {store.MAX_QUOTA_GIB} GiB."
+        )
     return quota

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchai_spec.emulator.clock import now
-from batchai_spec.emulator.files.paths import inside, valid_name
+from batchai_spec.emulator.files.paths import RequestTarget, inside, valid_name
 from batchai_spec.emulator.routing import ServiceError
 from batchai_spec.emulator.state import State, register_schema
 
@@ -126,7 +126,9 @@ def create_share(state: State, account: str, name: str, quota: int, metadata: di
     return get_share(state, account, name)
 
 
-def update_share(state: State, share: Share, *, quota: int | None = None, metadata: dict[str, str] | None = None) -> Share:
+def update_share(
+    state: State, share: Share, *, quota: int | None = None, metadata: dict[str, str] | None = None
+) -> Share:
     with state.transaction() as db:
         db.execute(
             "UPDATE file_shares SET quota = COALESCE(?, quota), metadata = COALESCE(?, metadata),"
@@ -204,6 +206,11 @@ def require_entry(state: State, share: Share, names: tuple[str, ...], *, directo
     if entry is None or entry.is_directory != directory:
         raise ServiceError(404, "ResourceNotFound", "The specified resource does not exist.")
     return entry
+
+
+def require_target(state: State, target: RequestTarget, *, directory: bool) -> Entry:
+    """The existing directory or file a request names (404 ShareNotFound / ResourceNotFound otherwise)."""
+    return require_entry(state, get_share(state, target.account, target.share), target.names, directory=directory)
 
 
 def require_parent(state: State, share: Share, names: tuple[str, ...]) -> None:

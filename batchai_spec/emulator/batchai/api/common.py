@@ -8,6 +8,8 @@ every DELETE and POST terminate answer 202 with `Azure-AsyncOperation` (operatio
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -25,7 +27,7 @@ from batchai_spec.emulator.batchai.service import wake
 from batchai_spec.emulator.batchai.store import Resource
 from batchai_spec.emulator.clock import now, rfc1123
 from batchai_spec.emulator.lro import Operation, OperationEndpoints, start_operation
-from batchai_spec.emulator.routing import Call, ServiceError
+from batchai_spec.emulator.routing import Call, Router, ServiceError
 from batchai_spec.emulator.state import State
 
 API_VERSION = "2018-05-01"
@@ -137,3 +139,68 @@ def delete(state: State, call: Call, resource_id: str, kind: str, workspace_key:
 
 def listed(call: Call, views: list[dict[str, Any]]) -> Response:
     return arm_json(page(call, views))
+
+
+@dataclass(frozen=True)
+class WorkspaceChild:
+    """The common requests of one kind of workspace child (clusters, experiments, file servers)."""
+
+    kind: str  # store kind, e.g. "fileserver"
+    segment: str  # its collection in the URL, e.g. "fileServers"
+    param: str  # its name's route parameter, e.g. "file_server"
+    label: str  # for messages, e.g. "file server"
+    render: Callable[[State, Resource], dict[str, Any]]
+
+    @property
+    def template(self) -> str:
+        return f"{WORKSPACE}/{self.segment}/{{{self.param}}}"
+
+    def add_routes(self, router: Router) -> None:
+        router.add("GET", f"{WORKSPACE}/{self.segment}", self.list)
+        router.add("GET", self.template, self.get)
+        router.add("DELETE", self.template, self.remove)
+
+    def ids(self, state: State, call: Call) -> tuple[str, str]:
+        """(workspace id, resource id) of the call's path."""
+        parent = workspace_id(state, call)
+        ids.check_name(self.label, call.params[self.param])
+        return parent, ids.child_id(parent, self.kind, call.params[self.param])
+
+    def find(self, state: State, call: Call) -> Resource:
+        parent, resource_id = self.ids(state, call)
+        connection = state.connection()
+        existing(connection, parent, "workspace", call.params["workspace"])
+        return existing(connection, resource_id, self.kind, call.params[self.param])
+
+    def get(self, state: State, call: Call) -> Response:
+        resource = self.find(state, call)
+        return resource_response(self.render(state, resource), resource)
+
+    def remove(self, state: State, call: Call) -> Response:
+        parent, resource_id = self.ids(state, call)
+        return delete(state, call, resource_id, self.kind, parent, (call.params["workspace"], call.params[self.param]))
+
+    def create_async(self, state: State, call: Call, request: dict[str, Any],
+                     build: Callable[[sqlite3.Connection, str, str], Resource]) -> Response:
+        """PUT answered 202 with an operation that has already succeeded: `build(db, parent id, resource id)`
+        makes the resource; the same body again is a no-op, a different one a 409."""
+        parent, resource_id = self.ids(state, call)
+        with state.transaction() as db:
+            workspace = live_parent(db, parent, "workspace", call.params["workspace"])
+            resource = store.get(db, resource_id, self.kind)
+            if resource is not None:
+                same_body(resource, request, self.label)
+            elif call.operation_fault is None:
+                resource = build(db, parent, resource_id)
+            result = self.render(state, resource) if resource is not None else None
+            names = (call.params["workspace"], call.params[self.param])
+            operation = operation_started(state, call, names, done=True, result=result)
+        wake(state)
+        return accepted(state, call, operation, location_of(workspace))
+
+    def list(self, state: State, call: Call) -> Response:
+        parent = workspace_id(state, call)
+        connection = state.connection()
+        existing(connection, parent, "workspace", call.params["workspace"])
+        children = store.children(connection, ids.key(parent), self.kind)
+        return listed(call, [self.render(state, child) for child in children])

@@ -75,18 +75,12 @@ def create(state: State, call: Call) -> Response:
             job_uuid = str(uuid.uuid4())
             segment = (f"{call.params['subscription']}/{call.params['resource_group']}/workspaces/{workspace.name}"
                        f"/experiments/{experiment.name}/jobs/{call.params['job']}/{job_uuid}")
-            job = store.insert(db, Resource(
-                key=ids.key(resource_id), kind="job", parent_key=experiment.key, id=resource_id,
-                name=call.params["job"], body=request,
-                status={
-                    "creationTime": iso_millis(moment), "provisioningState": "succeeded",
-                    "provisioningStateTransitionTime": iso_millis(moment), "executionState": "queued",
-                    "executionStateTransitionTime": iso_millis(moment),
-                },
+            job = store.create(
+                db, "job", resource_id, experiment.id, request, moment,
+                status={"executionState": "queued", "executionStateTransitionTime": iso_millis(moment)},
                 runtime={"uuid": job_uuid, "outputSegment": segment, "experimentName": experiment.name,
                          "clusterKey": cluster.key},
-                etag=store.new_etag(), modified_at=moment,
-            ))
+            )
         operation = operation_started(state, call, _names(call), done=True,
                                       result=job_view(job) if job is not None else None)
     wake(state)

@@ -12,8 +12,6 @@ from batchai_spec.emulator.batchai.api.common import (
 )
 from batchai_spec.emulator.batchai.errors import conflict
 from batchai_spec.emulator.batchai.models import WorkspaceCreate, WorkspaceUpdate
-from batchai_spec.emulator.batchai.store import Resource
-from batchai_spec.emulator.batchai.times import iso_millis
 from batchai_spec.emulator.batchai.views import workspace_view
 from batchai_spec.emulator.clock import now
 from batchai_spec.emulator.routing import Call, Router
@@ -37,14 +35,8 @@ def create(state: State, call: Call) -> Response:
     with state.transaction() as db:
         workspace = store.get(db, resource_id, "workspace")
         if workspace is None:
-            workspace = store.insert(db, Resource(
-                key=ids.key(resource_id), kind="workspace", parent_key=ids.key(ids.resource_group_id(
-                    call.params["subscription"], call.params["resource_group"])),
-                id=resource_id, name=call.params["workspace"], body=request,
-                status={"provisioningState": "succeeded", "provisioningStateTransitionTime": iso_millis(moment),
-                        "creationTime": iso_millis(moment)},
-                runtime={}, etag=store.new_etag(), modified_at=moment,
-            ))
+            group = ids.resource_group_id(call.params["subscription"], call.params["resource_group"])
+            workspace = store.create(db, "workspace", resource_id, group, request, moment)
         else:
             if workspace.status["provisioningState"] == "deleting":
                 raise conflict(f"The workspace {workspace.name} is being deleted.")
