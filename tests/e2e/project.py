@@ -238,10 +238,11 @@ class Project:
         target: Path | None = None,
         env: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
+        cwd: Path = REPOSITORY,
     ) -> Run:
         argv = self.argv(command, *args, target=target, options=options)
         completed = subprocess.run(
-            argv, cwd=REPOSITORY, env=self.environment(env), capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+            argv, cwd=cwd, env=self.environment(env), capture_output=True, text=True, timeout=CLI_TIMEOUT_S
         )
         run = self._checked(Run(argv[2:], completed.returncode, completed.stdout, completed.stderr))
         if expect is not None:

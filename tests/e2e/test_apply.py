@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.e2e.project import CLUSTER, Project, changes, model_bytes
 
@@ -80,7 +81,8 @@ def test_scale_is_changed_in_place_and_a_new_vm_size_replaces_the_cluster(projec
 
 def test_a_saved_plan_is_applied_and_a_stale_one_refused(project: Project, tmp_path):
     saved = tmp_path / "first.plan"
-    project.cli("plan", "--out", saved)
+    # Planned in the project with a relative spec path, applied from elsewhere.
+    project.cli("plan", "--out", saved, target=Path("specs/train.yaml"), cwd=project.root)
     project.cli("apply", target=saved)
     assert project.job().execution_state == "succeeded"
 
