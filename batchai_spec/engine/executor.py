@@ -207,7 +207,7 @@ class Executor:
             message = error.message if isinstance(error, UserError) else describe(error)
             done = "; ".join(self.done) if self.done else "nothing"
             raise ApplyFailed(
-                f"{step.operation} {step.address} failed: {message}. Already done: {done}. "
+                f"{step.operation} {step.address} failed: {message.rstrip('.')}. Already done: {done}. "
                 "Run the same command again to finish: completed changes are not repeated."
             ) from error
 

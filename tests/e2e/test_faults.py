@@ -57,8 +57,8 @@ def test_a_failed_operation_stops_apply_with_one_message_and_the_next_apply_fini
     address = {"storage_account": "storage_account.e2estore", "workspace": "workspace.e2e-ws",
                "cluster": "cluster.gpu", "experiment": "experiment.exp", "job": f"job.{JOB_NAME}"}[step]
     (error,) = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
-    assert f"create {address} failed" in error and "Injected failure of the operation." in error
-    assert "Run the same command again to finish" in error
+    assert f"create {address} failed: " in error and "Injected failure of the operation. Already done: " in error
+    assert error.endswith("Run the same command again to finish: completed changes are not repeated.")
     project.cli("apply", "-y")
     project.assert_converged()
 
