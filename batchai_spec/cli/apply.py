@@ -173,20 +173,23 @@ def _follow_jobs(session: Session, executor: Executor, reporter: Reporter, *, no
         for job in jobs:
             reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs SPEC {job.ids['experiment']}/{job.ids['job']} -f`")
         return []
+    from batchai_spec.azure.errors import service_call
+
     failed = []
     for job in jobs:
-        status = executor.waits.follow_job(job, stream_logs=len(jobs) == 1)
-        files = executor.waits.outputs(job, status.output_directory_ids)
-        for file in files:
-            reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
-        if download is not None:
+        with service_call(job.address, "following"):
+            status = executor.waits.follow_job(job, stream_logs=len(jobs) == 1)
+            files = executor.waits.outputs(job, status.output_directory_ids)
             for file in files:
-                destination = download / job.ids["experiment"] / job.ids["job"] / file.directory_id / file.path
-                executor.waits.watch.download(file.url, destination)
-            reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
-        if status.execution_state != "succeeded":
-            failed.append(job.address)
-            errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
-            tail = executor.waits.stderr_tail(job)
-            reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
+                reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
+            if download is not None:
+                for file in files:
+                    destination = download / job.ids["experiment"] / job.ids["job"] / file.directory_id / file.path
+                    executor.waits.watch.download(file.url, destination)
+                reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
+            if status.execution_state != "succeeded":
+                failed.append(job.address)
+                errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
+                tail = executor.waits.stderr_tail(job)
+                reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
     return failed

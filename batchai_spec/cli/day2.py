@@ -86,6 +86,7 @@ def logs(
     state_dir: StateDirOption = None,
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
+    from batchai_spec.azure.errors import service_call
     from batchai_spec.azure.watch import STDOUTERR, Watch
     from batchai_spec.engine.waits import LOG_FILES, Waits
     from batchai_spec.ui.reporters import PlainReporter
@@ -93,13 +94,14 @@ def logs(
     session = open_session(spec, var, var_file, backend, state_dir)
     resource = _job(session, job)
     watch = Watch(session.clients)
-    if follow:
-        Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
-        return
-    files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
-    for name in LOG_FILES:
-        if name in files:
-            console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
+    with service_call(resource.address, "reading the logs of"):
+        if follow:
+            Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
+            return
+        files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
+        for name in LOG_FILES:
+            if name in files:
+                console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
 
 
 @app.command()
@@ -113,6 +115,7 @@ def outputs(
     state_dir: StateDirOption = None,
 ) -> None:
     """List (and download) the files of a job's output directories and of its stdouterr directory."""
+    from batchai_spec.azure.errors import service_call
     from batchai_spec.azure.watch import Watch
     from batchai_spec.engine.waits import Waits
     from batchai_spec.ui.reporters import PlainReporter
@@ -120,18 +123,19 @@ def outputs(
     session = open_session(spec, var, var_file, backend, state_dir)
     resource = _job(session, job)
     watch = Watch(session.clients)
-    status = watch.job(resource.ids)
-    files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
-    table = Table(title=f"{resource.address} ({status.execution_state})")
-    for column in ("Directory", "File", "Bytes"):
-        table.add_column(column)
-    for file in files:
-        table.add_row(file.directory_id, file.path, f"{file.size:,}")
-    console.print(table)
-    if download is not None:
+    with service_call(resource.address, "reading the outputs of"):
+        status = watch.job(resource.ids)
+        files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
+        table = Table(title=f"{resource.address} ({status.execution_state})")
+        for column in ("Directory", "File", "Bytes"):
+            table.add_column(column)
         for file in files:
-            watch.download(file.url, download / file.directory_id / file.path)
-        console.print(f"Downloaded {len(files)} files to {download}")
+            table.add_row(file.directory_id, file.path, f"{file.size:,}")
+        console.print(table)
+        if download is not None:
+            for file in files:
+                watch.download(file.url, download / file.directory_id / file.path)
+            console.print(f"Downloaded {len(files)} files to {download}")
 
 
 @app.command("force-unlock")

@@ -39,6 +39,12 @@ def test_no_wait_returns_once_submitted_and_the_day2_commands_follow_the_job(pro
     assert (downloads / "stdouterr" / "stderr.txt").read_text() == "stand-in: no real training here\n"
 
 
-def test_day2_commands_name_the_jobs_of_the_spec_when_given_another(project: Project):
+def test_day2_commands_about_a_job_that_is_not_there_say_so_in_one_line(project: Project):
     run = project.cli("logs", "nosuchjob", expect=1)
-    assert "Error: 'nosuchjob' is not a job of this spec (jobs: exp/train)" in run.stderr
+    assert run.stderr.strip() == "Error: 'nosuchjob' is not a job of this spec (jobs: exp/train)"
+    for command, operation in (("logs", "reading the logs of"), ("outputs", "reading the outputs of")):
+        run = project.cli(command, JOB_NAME, expect=1)
+        assert run.stderr.strip() == (
+            f"Error: {operation} job.{JOB_NAME} failed: ResourceGroupNotFound (HTTP 404): "
+            "Resource group 'e2e-rg' could not be found."
+        )

@@ -41,3 +41,14 @@ def test_destroy_leaves_what_it_does_not_own_and_a_second_destroy_finds_nothing(
     again = project.cli("destroy", "-y")
     assert again.stdout.strip().endswith("Nothing to destroy.")
     assert "kept: deleting it would delete" in again.stdout
+
+
+def test_destroy_stops_a_running_job_first(project: Project):
+    gate = project.gate("job")
+    gated = ("--var", f"job_gate={gate}")
+    project.cli("apply", "-y", "--no-wait", *gated)
+    assert project.job().execution_state in ("queued", "running")
+    run = project.cli("destroy", "-y", *gated)
+    assert "job.exp/train: delete done" in run.stdout
+    assert list(project.batchai.workspaces.list_by_resource_group(RESOURCE_GROUP)) == []
+    assert project.cli("destroy", "-y", *gated).stdout.strip() == "Nothing to destroy."

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.project import JOB_NAME, Project
+from tests.e2e.project import JOB_NAME, Project, read_until
 
 # step -> (service, method, regular expression searched in the request's path)
 WRITES = {
@@ -89,3 +89,17 @@ def test_destroy_through_faults_is_finished_by_the_next_destroy(project: Project
     project.cli("destroy", "-y")
     assert project.cli("destroy", "-y").stdout.strip() == "Nothing to destroy."
     assert list(project.batchai.workspaces.list_by_resource_group("e2e-rg")) == []
+
+
+def test_a_job_deleted_while_followed_ends_apply_with_one_message(project: Project):
+    gate = project.gate("job")
+    apply = project.start("apply", "-y", "--json", "--var", f"job_gate={gate}")
+    read, event = read_until(apply, lambda e: e["event"] == "job.state")
+    assert event is not None, read
+    service, method, path = READS["job_wait"]
+    project.admin.add_fault(path, service=service, method=method, action="status", status=404, count=None,
+                            code="JobNotFound", message="The specified job is not found.")
+    failed = project.finish(apply, read, expect=1)
+    assert failed.stderr.strip() == (
+        f"Error: following job.{JOB_NAME} failed: JobNotFound (HTTP 404): The specified job is not found."
+    )
