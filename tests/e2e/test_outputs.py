@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.e2e.project import SECRETS, Project
+from tests.e2e.project import RESOURCE_GROUP, SECRETS, Project
 
 # SGR sequences and their parameters: 30-49 and 90-107 are colours (38/48 introduce 256-colour and RGB ones).
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
@@ -35,10 +35,18 @@ def test_json_output_is_json_lines_only(project: Project):
 
 
 def test_no_color_is_honoured(project: Project):
+    """FORCE_COLOR makes Rich take the pipe for a terminal: the live progress display of apply runs too."""
     coloured = project.cli("plan", env={"FORCE_COLOR": "1"})
     assert colours(coloured.stdout), "a terminal gets colours"
-    assert colours(project.cli("plan", env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout) == []
-    assert colours(project.cli("plan", env={"FORCE_COLOR": "1"}, options=("--no-color",)).stdout) == []
+    applied = project.cli("apply", "-y", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "Finished Epoch[3 of 3]" in applied.stdout and colours(applied.output) == []
+    assert colours(project.cli("plan", "--var", "nodes=2", env={"FORCE_COLOR": "1"}, options=("--no-color",)).stdout) == []
+
+
+def test_apply_without_a_terminal_to_confirm_on_needs_yes(project: Project):
+    run = project.cli("apply", expect=1)
+    assert "Error: refusing to change anything without confirmation: no terminal to ask on; pass -y" in run.stderr
+    assert not project.resource_client.resource_groups.check_existence(RESOURCE_GROUP)
 
 
 def test_secrets_never_appear_in_outputs_plans_logs_or_files(project: Project, tmp_path):
