@@ -177,7 +177,7 @@ class Changes:
         source = resource.extra["source"]
         size = resource.desired["size"]
         client = self._share(resource.ids).get_file_client(resource.ids["path"])
-        metadata = {OWNER_METADATA: self.spec_name, SHA256_METADATA: resource.desired["sha256"]}
+        metadata = {OWNER_METADATA: self.spec_name}
         with open(source, "rb") as stream:
             client.upload_file(
                 stream,
@@ -186,6 +186,9 @@ class Changes:
                 max_concurrency=4,
                 progress_hook=(lambda done, total: progress(done, size)) if progress else None,
             )
+        # The file is created at its full size before its ranges are written: its checksum is recorded only once
+        # every range is there, so an upload that was interrupted half way is not taken for a finished one.
+        client.set_file_metadata({**metadata, SHA256_METADATA: resource.desired["sha256"]})
 
     def delete_file(self, ids: dict[str, str]) -> None:
         try:

@@ -20,11 +20,23 @@ from batchai_spec.cli import day2 as _day2  # noqa: E402,F401
 from batchai_spec.cli import emulator  # noqa: E402,F401
 
 
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted() -> None:
+    console_err.print("Interrupted. Run the same command again to finish: completed changes are not repeated.")
+    # Worker threads may be inside a long SDK call or wait; the service side keeps going without them.
+    sys.stdout.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main() -> None:
     """Entry point of the `batchai-spec` script: every user error ends in one message and its exit code."""
     try:
         # Without standalone mode, click returns the code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130)
+            _interrupted()
         if isinstance(code, int) and code:
             sys.exit(code)
     except UserError as error:
@@ -33,10 +45,7 @@ def main() -> None:
         console_err.print(f"[bold red]Error:[/] {escape(error.message)}", soft_wrap=True)
         sys.exit(error.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        console_err.print("Interrupted. Run the same command again to finish: completed changes are not repeated.")
-        # Worker threads may be inside a long SDK call; the service side keeps going without them.
-        sys.stdout.flush()
-        os._exit(130)
+        _interrupted()
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as usage:

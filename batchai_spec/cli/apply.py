@@ -10,7 +10,7 @@ import typer
 
 from typing import TYPE_CHECKING
 
-from batchai_spec.cli.app import app, console
+from batchai_spec.cli.app import app, console, console_err
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import VarFileOption, VarOption
 from batchai_spec.errors import UserError
@@ -120,6 +120,9 @@ def destroy(
     try:
         with _locked(session, "destroy", lock_timeout):
             plan, observed = session.destroy_plan()
+            for change in plan.changes:
+                if change.action is Action.NO_OP:
+                    reporter.emit("message", text=f"{change.address}: {'; '.join(change.reasons)}")
             if not plan.has_changes:
                 if json_lines:
                     reporter.emit("message", text="Nothing to destroy.")
@@ -143,7 +146,10 @@ class _locked:
         self.timeout = timeout
 
     def __enter__(self):
-        self.lock.acquire(self.timeout)
+        def say_waiting(holder: str) -> None:
+            console_err.print(f"Waiting up to {self.timeout:.0f}s for the lock held by {holder}…", soft_wrap=True, markup=False)
+
+        self.lock.acquire(self.timeout, on_wait=say_waiting)
         return self.lock
 
     def __exit__(self, *exc):
@@ -185,18 +191,21 @@ def _follow_jobs(
         for job in jobs:
             reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {job.ids['experiment']}/{job.ids['job']} -f`")
         return []
+    from batchai_spec.azure.errors import service_call
+
     failed = []
     for job in jobs:
-        status = waits.follow_job(job, stream_logs=len(jobs) == 1)
-        files = waits.outputs(job, status.output_directory_ids)
-        for file in files:
-            reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
-        if download is not None:
-            waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
-            reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
-        if status.execution_state != "succeeded":
-            failed.append(job.address)
-            errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
-            tail = waits.stderr_tail(job)
-            reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
+        with service_call(job.address, "following"):
+            status = waits.follow_job(job, stream_logs=len(jobs) == 1)
+            files = waits.outputs(job, status.output_directory_ids)
+            for file in files:
+                reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
+            if download is not None:
+                waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
+                reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
+            if status.execution_state != "succeeded":
+                failed.append(job.address)
+                errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
+                tail = waits.stderr_tail(job)
+                reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
     return failed

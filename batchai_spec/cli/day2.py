@@ -123,7 +123,7 @@ def outputs(
     session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     resource = _job(session, job)
     watch = Watch(session.clients)
-    with service_call(resource.address, "listing the outputs of"):
+    with service_call(resource.address, "reading the outputs of"):
         status = watch.job(resource.ids)
         files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
     table = Table(title=f"{resource.address} ({status.execution_state})")

@@ -4,10 +4,11 @@ finished by running apply again."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from batchai_spec.azure.changes import Changes, DirectoryNotEmpty
 from batchai_spec.azure.errors import describe
@@ -59,6 +60,19 @@ def parents(address: str, graph: Graph, observed: dict[str, Observed], known: se
         return set()
     key = "resource_group" if parent_kind == "resource_group" else "workspace"
     return {f"{parent_kind}.{ids[key]}"}
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+    try:
+        yield pool
+    except BaseException:
+        # Ctrl-C: changes in flight (a cluster's allocation may take many minutes) are not waited for; the CLI exits
+        # with 130 at once and the next apply finishes them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 class Executor:
@@ -163,7 +177,7 @@ class Executor:
         finished: set[str] = set()
         running: dict[Future, Step] = {}
         failure: tuple[Step, BaseException] | None = None
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
+        with _worker_pool(self.parallelism) as pool:
             while pending or running:
                 if failure is None:
                     for address, step in list(pending.items()):
@@ -193,7 +207,7 @@ class Executor:
             message = error.message if isinstance(error, UserError) else describe(error)
             done = "; ".join(self.done) if self.done else "nothing"
             raise ApplyFailed(
-                f"{step.operation} {step.address} failed: {message}. Already done: {done}. "
+                f"{step.operation} {step.address} failed: {message.rstrip('.')}. Already done: {done}. "
                 "Run the same command again to finish: completed changes are not repeated."
             ) from error
 

@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from batchai_spec.engine.waits import Backoff
 from batchai_spec.errors import UserError
@@ -44,10 +45,12 @@ class SpecLock:
         self.command = command
         self._handle = None
 
-    def acquire(self, timeout: float) -> None:
+    def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
+        """Take the lock, waiting up to `timeout` seconds; `on_wait(holder)` is called once if it has to wait."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         backoff = Backoff(first=0.1, most=2.0)
+        waiting = False
         while True:
             handle = open(self.path, "a+")
             try:
@@ -59,6 +62,9 @@ class SpecLock:
                         f"the spec is locked by {describe_holder(self.path)}; wait with --lock-timeout SECONDS, or "
                         f"if that run is gone for good: batchai-spec force-unlock SPEC"
                     ) from None
+                if not waiting and on_wait is not None:
+                    on_wait(describe_holder(self.path))
+                waiting = True
                 backoff.wait()
                 continue
             # force-unlock may have removed the file we locked: then lock the new one.

@@ -211,9 +211,36 @@ def _check_workspace_owner(graph: Graph, observed: dict[str, Observed]) -> None:
             )
 
 
+# Deleting one of these deletes what it holds: a workspace its clusters and experiments, an experiment its jobs, a
+# storage account its shares.
+_HOLDS = {"workspace": ("cluster", "experiment"), "experiment": ("job",), "storage_account": ("file_share",)}
+
+
+def _kept_containers(observed: dict[str, Observed]) -> dict[str, list[str]]:
+    """Containers holding what destroy must not delete (others' resources, or containers kept for that reason),
+    with what they hold; inner containers are decided first, so an experiment kept keeps its workspace."""
+    kept: dict[str, list[str]] = {}
+    for container in sorted(observed.values(), key=lambda live: -_KIND_ORDER[live.kind]):
+        if container.kind not in _HOLDS or not container.exists:
+            continue
+        held = sorted(
+            live.address
+            for live in observed.values()
+            if live.kind in _HOLDS[container.kind]
+            and live.exists
+            and (not live.owned or live.address in kept)
+            and all(live.ids.get(key) == value for key, value in container.ids.items())
+        )
+        if held:
+            kept[container.address] = held
+    return kept
+
+
 def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path: str, target: str) -> Plan:
-    """Everything the spec owns, and nothing else; the resource group only if the spec allows it."""
+    """Everything the spec owns, and nothing else; the resource group only if the spec allows it. What the spec
+    owns but holds others' resources is kept (a no-op with the reason), since deleting it would delete them."""
     changes = []
+    kept = _kept_containers(observed)
     for address, live in observed.items():
         if not live.exists:
             continue
@@ -225,7 +252,10 @@ def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path
             allowed, reason = bool(resource and resource.extra["delete_on_destroy"]), "delete_on_destroy is true"
         else:
             allowed, reason = live.owned, "owned by this spec"
-        if allowed:
+        if allowed and address in kept:
+            reason = f"kept: deleting it would delete {', '.join(kept[address])}, which destroy must not delete"
+            changes.append(ResourceChange(address, live.kind, Action.NO_OP, [reason], before=live.state))
+        elif allowed:
             changes.append(ResourceChange(address, live.kind, Action.DELETE, [reason], before=live.state))
     ordered = sorted(changes, key=lambda c: (-_KIND_ORDER[c.kind], c.address))
     return Plan(graph.spec_name, spec_path, target, "destroy", ordered, _live_fingerprint(observed))

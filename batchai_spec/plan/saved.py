@@ -26,9 +26,12 @@ class SavedPlan:
 
 
 def save_plan(plan: Plan, path: Path, *, replace: Iterable[str], only: Iterable[str]) -> None:
+    saved = plan.to_json()
+    # `apply FILE` may run in another directory than `plan --out FILE` did.
+    saved["spec"]["path"] = str(Path(plan.spec_path).resolve())
     document = {
         "kind": KIND,
-        "plan": plan.to_json(),
+        "plan": saved,
         "options": {"replace": sorted(replace), "target": sorted(only)},
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -1,0 +1,105 @@
+"""apply from nothing, apply again, a changed input, cluster changes, saved plans, a failing job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.e2e.project import CLUSTER, Project, changes, model_bytes
+
+
+def test_apply_from_nothing_runs_the_job_and_downloads_its_outputs(project: Project, tmp_path):
+    downloads = tmp_path / "downloads"
+    run = project.cli("apply", "-y", "--download", downloads)
+    for line in ("input: train.py", "Finished Epoch[3 of 3]: loss = 0.333", "stand-in: no real training here"):
+        assert line in run.stdout
+    assert "job.exp/train: succeeded, exit code 0" in run.stdout
+    for listed in (f"MODEL/model_0.dnn ({len(model_bytes(0))} bytes)", "stdouterr/stdout.txt", "stdouterr/stderr.txt"):
+        assert f"job.exp/train: {listed}" in run.stdout
+    assert "Apply complete: 11 to add" in run.stdout
+    assert project.job().execution_state == "succeeded"
+    job_dir = downloads / "exp" / "train"
+    for epoch in range(3):
+        assert (job_dir / "MODEL" / f"model_{epoch}.dnn").read_bytes() == model_bytes(epoch)
+    assert b"Finished Epoch[1 of 3]" in (job_dir / "stdouterr" / "stdout.txt").read_bytes()
+
+
+def _uploads(run) -> list[str]:
+    return [e["address"] for e in run.events() if e["event"] == "upload.progress" or e.get("operation") == "upload"]
+
+
+def test_a_second_apply_uploads_nothing_and_reruns_nothing(project: Project):
+    project.cli("apply", "-y")
+    first_run = project.job()
+    plan = project.cli("plan", "--detailed-exitcode")
+    assert plan.stdout.strip() == "No changes."
+    again = project.cli("apply", "-y", "--json")
+    assert again.plan()["has_changes"] is False
+    assert _uploads(again) == []
+    assert [e["event"] for e in again.events()] == ["plan"]
+    assert project.job().job_output_directory_path_segment == first_run.job_output_directory_path_segment
+    assert project.job_runs() == [first_run.job_output_directory_path_segment.rsplit("/", 1)[1]]
+
+
+def test_a_changed_input_file_is_uploaded_alone_and_reruns_the_job(project: Project):
+    project.cli("apply", "-y")
+    old_run = project.job().job_output_directory_path_segment
+    changed = b"|labels 0 1 |features 9 9 9\n" * 3
+    (project.root / "data" / "train.txt").write_bytes(changed)
+    plan = project.cli("plan", "--format", "json", "--detailed-exitcode", expect=2)
+    assert changes(json.loads(plan.stdout)) == {
+        "file.e2eshare/sample/train.txt": "update",
+        "job.exp/train": "replace",
+    }
+    run = project.cli("apply", "-y", "--json")
+    assert set(_uploads(run)) == {"file.e2eshare/sample/train.txt"}
+    assert [e["state"] for e in run.events_of("job.finished")] == ["succeeded"]
+    assert project.share_file("sample/train.txt") == changed
+    new_run = project.job().job_output_directory_path_segment
+    assert new_run != old_run
+    assert new_run.rsplit("/", 1)[1] in project.job_runs()
+
+
+def test_scale_is_changed_in_place_and_a_new_vm_size_replaces_the_cluster(project: Project):
+    project.cli("apply", "-y")
+    created = project.cluster().creation_time
+    plan = project.cli("plan", "--var", "nodes=2")
+    assert "~ cluster.gpu" in plan.stdout and "scale_settings.manual.target_node_count = 1 -> 2" in plan.stdout
+    scaled = project.cli("apply", "-y", "--var", "nodes=2", "--json")
+    assert changes(scaled.plan()) == {f"cluster.{CLUSTER}": "update"}
+    cluster = project.cluster()
+    assert cluster.creation_time == created
+    assert (cluster.scale_settings.manual.target_node_count, cluster.current_node_count) == (2, 2)
+
+    resized = project.cli("apply", "-y", "--var", "nodes=2", "--var", "vm_size=STANDARD_NC12", "--json")
+    assert changes(resized.plan()) == {f"cluster.{CLUSTER}": "replace"}
+    cluster = project.cluster()
+    assert cluster.vm_size.upper() == "STANDARD_NC12" and cluster.creation_time != created
+    assert cluster.current_node_count == 2
+    project.cli("plan", "--var", "nodes=2", "--var", "vm_size=STANDARD_NC12", "--detailed-exitcode")
+
+
+def test_a_saved_plan_is_applied_and_a_stale_one_refused(project: Project, tmp_path):
+    saved = tmp_path / "first.plan"
+    # Planned in the project with a relative spec path, applied from elsewhere.
+    project.cli("plan", "--out", saved, target=Path("specs/train.yaml"), cwd=project.root)
+    project.cli("apply", target=saved)
+    assert project.job().execution_state == "succeeded"
+
+    (project.root / "data" / "test.txt").write_bytes(b"|labels 1 0 |features 1 2 3\n")
+    stale = tmp_path / "second.plan"
+    project.cli("plan", "--out", stale)
+    # Someone changes the live state between the review and the apply.
+    project.share().get_file_client("sample/train.txt").upload_file(b"edited by hand\n")
+    refused = project.cli("apply", target=stale, expect=1)
+    assert "plan is stale" in refused.stderr
+    assert project.share_file("sample/train.txt") == b"edited by hand\n"
+    assert project.share_file("sample/test.txt") != b"|labels 1 0 |features 1 2 3\n"
+
+
+def test_a_failing_job_makes_apply_exit_3_with_the_end_of_its_stderr(project: Project):
+    run = project.cli("apply", "-y", "--var", "exit_code=4", expect=3)
+    assert "job.exp/train: failed, exit code 4" in run.stdout
+    assert "end of stderr:\nstand-in: no real training here" in run.stdout
+    assert "job.exp/train failed" in run.stderr
+    assert project.job().execution_info.exit_code == 4

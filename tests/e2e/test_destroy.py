@@ -1,0 +1,54 @@
+"""destroy removes what the spec owns and nothing else, and says so when there is nothing left."""
+
+from __future__ import annotations
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.mgmt.batchai import models as batchai_models
+
+from tests.e2e.project import RESOURCE_GROUP, WORKSPACE, Project
+
+FOREIGN_TAGS = {"team": "vision"}
+
+
+def _foreign_cluster(project: Project) -> None:
+    parameters = batchai_models.ClusterCreateParameters(
+        vm_size="STANDARD_NC6",
+        scale_settings=batchai_models.ScaleSettings(manual=batchai_models.ManualScaleSettings(target_node_count=0)),
+        user_account_settings=batchai_models.UserAccountSettings(admin_user_name="other", admin_user_password="x-Pw-1"),
+    )
+    project.batchai.clusters.begin_create(RESOURCE_GROUP, WORKSPACE, "theirs", parameters).result()
+
+
+def test_destroy_leaves_what_it_does_not_own_and_a_second_destroy_finds_nothing(project: Project):
+    project.resource_client.resource_groups.create_or_update(RESOURCE_GROUP, {"location": "westeurope", "tags": FOREIGN_TAGS})
+    project.cli("apply", "-y")
+    project.share(share="theirs").create_share()
+    _foreign_cluster(project)
+
+    run = project.cli("destroy", "-y")
+    assert "Destroy complete" in run.stdout
+    for kept in ("storage_account.e2estore: kept: deleting it would delete file_share.theirs",
+                 f"workspace.{WORKSPACE}: kept: deleting it would delete cluster.theirs"):
+        assert kept in run.stdout
+    for gone in (project.job, project.cluster, lambda: project.share().get_share_properties()):
+        with pytest.raises(ResourceNotFoundError):
+            gone()
+    assert project.resource_client.resource_groups.get(RESOURCE_GROUP).tags == FOREIGN_TAGS
+    assert project.cluster("theirs").name == "theirs"
+    assert project.share(share="theirs").get_share_properties().name == "theirs"
+
+    again = project.cli("destroy", "-y")
+    assert again.stdout.strip().endswith("Nothing to destroy.")
+    assert "kept: deleting it would delete" in again.stdout
+
+
+def test_destroy_stops_a_running_job_first(project: Project):
+    gate = project.gate("job")
+    gated = ("--var", f"job_gate={gate}")
+    project.cli("apply", "-y", "--no-wait", *gated)
+    assert project.job().execution_state in ("queued", "running")
+    run = project.cli("destroy", "-y", *gated)
+    assert "job.exp/train: delete done" in run.stdout
+    assert list(project.batchai.workspaces.list_by_resource_group(RESOURCE_GROUP)) == []
+    assert project.cli("destroy", "-y", *gated).stdout.strip() == "Nothing to destroy."

@@ -1,0 +1,133 @@
+"""A CLI killed at any point, and two CLIs at once: the next apply finishes the work, and applies never interleave."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import signal
+
+import pytest
+
+from batchai_spec.engine.lock import lock_path
+from tests.e2e.project import Project, read_until
+
+# A seed of its own for a run that is to hit other points: E2E_KILL_SEED=N pytest tests/e2e
+KILL_SEED = int(os.environ.get("E2E_KILL_SEED", "20251126"))
+# An apply from nothing emits about 38 events: plan, changes, uploads, the job and its outputs.
+RANDOM_KILLS = sorted(random.Random(KILL_SEED).sample(range(2, 38), 2))
+FIXED_KILLS = {
+    "before_any_change": lambda event: event["event"] == "plan",
+    "creating_the_cluster": lambda event: event["event"] == "change.started" and event["address"] == "cluster.gpu",
+    "following_the_job": lambda event: event["event"] == "job.state",
+}
+BIG_FILE = "big.txt"
+# More than one range of the storage SDK's 4 MiB, so an upload can be caught half way.
+BIG_FILE_SIZE = 9 * 1024 * 1024
+
+
+def _after_events(count: int):
+    seen = []
+
+    def reached(event) -> bool:
+        seen.append(event)
+        return len(seen) >= count
+
+    return reached
+
+
+def _kill_and_converge(project: Project, when) -> None:
+    apply = project.start("apply", "-y", "--json")
+    read, _ = read_until(apply, when)
+    if apply.poll() is None:
+        project.kill(apply, read)
+    else:
+        project.finish(apply, read)
+    project.cli("apply", "-y")
+    project.wait_for_job()
+    project.assert_converged()
+
+
+@pytest.mark.parametrize("point", FIXED_KILLS)
+def test_an_apply_killed_at_a_fixed_point_is_finished_by_the_next(project: Project, point: str):
+    _kill_and_converge(project, FIXED_KILLS[point])
+
+
+@pytest.mark.parametrize("events", RANDOM_KILLS, ids=lambda n: f"after_{n}_events_seed_{KILL_SEED}")
+def test_an_apply_killed_at_a_random_point_is_finished_by_the_next(project: Project, events: int):
+    _kill_and_converge(project, _after_events(events))
+
+
+def test_an_apply_killed_half_way_through_an_upload_is_finished_by_the_next(project: Project):
+    big = project.root / "data" / BIG_FILE
+    big.write_bytes(random.Random(KILL_SEED).randbytes(BIG_FILE_SIZE))
+    path = rf"^/e2estore/e2eshare/sample/{BIG_FILE}$"
+    # The file's creation and its first range pass; the other ranges hang until the CLI is dead.
+    for delay_s, count in ((0, 1), (0, 1), (3, None)):
+        project.admin.add_fault(path, service="storage", method="PUT", action="delay", delay_s=delay_s, count=count)
+    apply = project.start("apply", "-y", "--json")
+    read, event = read_until(
+        apply, lambda e: e["event"] == "upload.progress" and e["address"].endswith(BIG_FILE) and e["done"] < e["total"]
+    )
+    assert event is not None, read
+    project.kill(apply, read)
+    project.admin.clear_faults()
+    project.cli("apply", "-y")
+    project.wait_for_job()
+    project.assert_converged()
+    assert project.share_file(f"sample/{BIG_FILE}") == big.read_bytes()
+
+
+def test_a_second_apply_fails_naming_the_holder_or_waits_for_it(project: Project):
+    gate = project.gate("setup")
+    gated = ("--var", f"setup_gate={gate}")
+    holder = project.start("apply", "-y", "--json", *gated)
+    read, event = read_until(holder, lambda e: e["event"] == "cluster.waiting")
+    assert event is not None, read
+    refused = project.cli("apply", "-y", *gated, expect=1)
+    assert f"(pid {holder.pid}) since 20" in refused.stderr and "locked by apply by" in refused.stderr
+    waiting = project.start("apply", "-y", "--json", "--lock-timeout", "120", *gated)
+    notice = waiting.stderr.readline()
+    assert notice.startswith("Waiting up to 120s for the lock held by apply by") and f"(pid {holder.pid})" in notice
+    gate.touch()
+    project.finish(holder, read)
+    second = project.finish(waiting)
+    assert second.plan()["has_changes"] is False
+    assert [e["event"] for e in second.events()] == ["plan"]
+    project.assert_converged(*gated)
+
+
+def test_force_unlock_removes_the_lock_of_a_holder_that_is_gone_for_good(project: Project):
+    path = lock_path(project.state_dir / "locks", "e2e")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = {"command": "apply", "user": "ci", "host": "build-7", "pid": 4242, "since": "2025-11-26T10:00:00+00:00"}
+    # A holder on a shared file system whose machine is gone: its lock never expires on its own.
+    with path.open("w") as stuck:
+        fcntl.flock(stuck, fcntl.LOCK_EX)
+        stuck.write(json.dumps(holder))
+        stuck.flush()
+        refused = project.cli("apply", "-y", expect=1)
+        assert "locked by apply by ci@build-7 (pid 4242) since 2025-11-26T10:00:00+00:00" in refused.stderr
+        assert "force-unlock" in refused.stderr
+        unlocked = project.cli("force-unlock")
+        assert "Removed the lock held by apply by ci@build-7 (pid 4242)" in unlocked.stdout
+        project.cli("apply", "-y")
+    assert project.cli("force-unlock").stdout.strip() == "Removed the lock held by nobody (the lock was free)."
+
+
+@pytest.mark.parametrize(("stage", "gated_by"), [("cluster.waiting", "setup_gate"), ("job.state", "job_gate")])
+def test_ctrl_c_stops_with_exit_130_and_the_next_apply_finishes(project: Project, stage: str, gated_by: str):
+    """Interrupted while a worker waits for a cluster's nodes, and while the job is followed."""
+    gate = project.gate("gate")
+    gated = ("--var", f"{gated_by}={gate}")
+    apply = project.start("apply", "-y", "--json", *gated)
+    read, event = read_until(apply, lambda e: e["event"] == stage)
+    assert event is not None, read
+    apply.send_signal(signal.SIGINT)
+    interrupted = project.finish(apply, read, expect=130)
+    assert "Interrupted. Run the same command again to finish" in interrupted.stderr
+    gate.touch()
+    project.cli("apply", "-y", *gated)
+    project.wait_for_job()
+    project.assert_converged(*gated)

@@ -1,0 +1,67 @@
+"""What the CLI writes: JSON lines only with --json, no colour with NO_COLOR or --no-color, and never a secret in
+an output, an event, a saved plan, a downloaded log or the emulator's files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.e2e.project import RESOURCE_GROUP, SECRETS, Project
+
+# SGR sequences and their parameters: 30-49 and 90-107 are colours (38/48 introduce 256-colour and RGB ones).
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def colours(text: str) -> list[str]:
+    found = []
+    for parameters in _SGR.findall(text):
+        codes = [int(code) for code in parameters.split(";") if code]
+        found += [str(code) for code in codes if 30 <= code <= 49 or 90 <= code <= 107]
+    return found
+
+
+def test_json_output_is_json_lines_only(project: Project):
+    run = project.cli("apply", "-y", "--json", "--var", "exit_code=5", expect=3)
+    events = run.events()  # fails on any line that is not JSON
+    kinds = {event["event"] for event in events}
+    assert {"plan", "change.started", "change.finished", "upload.progress", "job.state", "job.log", "job.finished"} <= kinds
+    assert all(isinstance(event["time"], float) for event in events)
+    assert "Error: job.exp/train failed" in run.stderr
+    destroy = project.cli("destroy", "-y", "--json")
+    assert {event["event"] for event in destroy.events()} >= {"plan", "change.finished"}
+    assert destroy.events_of("message") == []
+    again = project.cli("destroy", "-y", "--json")
+    assert [event["text"] for event in again.events_of("message")] == ["Nothing to destroy."]
+
+
+def test_no_color_is_honoured(project: Project):
+    """FORCE_COLOR makes Rich take the pipe for a terminal: the live progress display of apply runs too."""
+    coloured = project.cli("plan", env={"FORCE_COLOR": "1"})
+    assert colours(coloured.stdout), "a terminal gets colours"
+    applied = project.cli("apply", "-y", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert "Finished Epoch[3 of 3]" in applied.stdout and colours(applied.output) == []
+    assert colours(project.cli("plan", "--var", "nodes=2", env={"FORCE_COLOR": "1"}, options=("--no-color",)).stdout) == []
+
+
+def test_apply_without_a_terminal_to_confirm_on_needs_yes(project: Project):
+    run = project.cli("apply", expect=1)
+    assert "Error: refusing to change anything without confirmation: no terminal to ask on; pass -y" in run.stderr
+    assert not project.resource_client.resource_groups.check_existence(RESOURCE_GROUP)
+
+
+def test_secrets_never_appear_in_outputs_plans_logs_or_files(project: Project, tmp_path):
+    saved = tmp_path / "reviewed.plan"
+    project.cli("plan", "--out", saved)
+    project.cli("plan", "--format", "markdown")
+    project.cli("plan", "--format", "json")
+    project.cli("apply", "-y", "--json", "--download", tmp_path / "downloads", target=saved)
+    project.cli("status")
+    # Every CLI output was checked as it came (Project._checked); here are the files.
+    files = [saved, *(tmp_path / "downloads").rglob("*"), *project.state_files()]
+    assert len(files) > 10
+    for path in files:
+        if path.is_file():
+            content = path.read_bytes()
+            for name, secret in SECRETS.items():
+                assert secret.encode() not in content, f"{name} is in {path}"
+    assert json.loads(saved.read_text())["plan"]["has_changes"] is True
