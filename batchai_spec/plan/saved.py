@@ -26,12 +26,10 @@ class SavedPlan:
 
 
 def save_plan(plan: Plan, path: Path, *, replace: Iterable[str], only: Iterable[str]) -> None:
-    saved = plan.to_json()
-    # `apply FILE` may run in another directory than `plan --out FILE` did.
-    saved["spec"]["path"] = str(Path(plan.spec_path).resolve())
     document = {
         "kind": KIND,
-        "plan": saved,
+        # The spec's path in it is absolute: `apply FILE` may run in another directory than `plan --out FILE` did.
+        "plan": plan.to_json(),
         "options": {"replace": sorted(replace), "target": sorted(only)},
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
