@@ -16,6 +16,7 @@ from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
 from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
+    from batchai_spec.engine.waits import Waits
     from batchai_spec.graph import Resource
     from batchai_spec.observed import Observed
     from batchai_spec.session import Session
@@ -31,6 +32,16 @@ def _job(session: Session, name: str) -> Resource:
         reason = "is ambiguous" if matches else "is not a job of this spec"
         raise UserError(f"{name!r} {reason} (jobs: {known})")
     return matches[0]
+
+
+def _job_waits(spec, job, var, var_file, backend, state_dir) -> tuple[Resource, Waits]:
+    """The job a day-2 command names, and the reads that follow it."""
+    from batchai_spec.azure.watch import Watch
+    from batchai_spec.engine.waits import Waits
+    from batchai_spec.ui.reporters import PlainReporter
+
+    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
+    return _job(session, job), Waits(Watch(session.clients), PlainReporter())
 
 
 def _details(live: Observed) -> tuple[str, str]:
@@ -87,16 +98,14 @@ def logs(
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
     from batchai_spec.azure.errors import service_call
-    from batchai_spec.azure.watch import STDOUTERR, Watch
-    from batchai_spec.engine.waits import LOG_FILES, Waits
-    from batchai_spec.ui.reporters import PlainReporter
+    from batchai_spec.azure.watch import STDOUTERR
+    from batchai_spec.engine.waits import LOG_FILES
 
-    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
-    resource = _job(session, job)
-    watch = Watch(session.clients)
+    resource, waits = _job_waits(spec, job, var, var_file, backend, state_dir)
+    watch = waits.watch
     with service_call(resource.address, "reading the logs of"):
         if follow:
-            Waits(watch, PlainReporter()).follow_job(resource, stream_logs=True)
+            waits.follow_job(resource, stream_logs=True)
             return
         files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
         for name in LOG_FILES:
@@ -116,16 +125,12 @@ def outputs(
 ) -> None:
     """List (and download) the files of a job's output directories and of its stdouterr directory."""
     from batchai_spec.azure.errors import service_call
-    from batchai_spec.azure.watch import Watch
-    from batchai_spec.engine.waits import Waits
-    from batchai_spec.ui.reporters import PlainReporter
 
-    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
-    resource = _job(session, job)
-    watch = Watch(session.clients)
+    resource, waits = _job_waits(spec, job, var, var_file, backend, state_dir)
+    watch = waits.watch
     with service_call(resource.address, "reading the outputs of"):
         status = watch.job(resource.ids)
-        files = Waits(watch, PlainReporter()).outputs(resource, status.output_directory_ids)
+        files = waits.outputs(resource, status.output_directory_ids)
     table = Table(title=f"{resource.address} ({status.execution_state})")
     for column in ("Directory", "File", "Bytes"):
         table.add_column(column)
