@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -68,21 +69,30 @@ def status(
     var_file: VarFileOption = None,
     backend: BackendOption = "local",
     state_dir: StateDirOption = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per resource instead of a table.")] = False,
 ) -> None:
     """A live table of every resource of the spec: its state, node counts, job states and exit codes."""
     session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     observed = session.observe()
-    table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
-    table.add_column("Address", overflow="fold")
-    for column in ("State", "Details", "Owned"):
-        table.add_column(column)
     addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
+    rows = []
     for address in addresses:
         live = observed[address]
         if address not in session.graph.resources and not (live.exists and live.owned):
             continue
         state, details = _details(live)
-        table.add_row(address, state, details, "yes" if live.owned else ("no" if live.exists else ""))
+        rows.append({"address": address, "state": state, "details": details, "exists": live.exists, "owned": live.owned})
+    if json_lines:
+        for row in rows:
+            console.out(json.dumps(row), highlight=False)
+        return
+    table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
+    table.add_column("Address", overflow="fold")
+    for column in ("State", "Details", "Owned"):
+        table.add_column(column)
+    for row in rows:
+        owned = "yes" if row["owned"] else ("no" if row["exists"] else "")
+        table.add_row(row["address"], row["state"], row["details"], owned)
     console.print(table)
 
 

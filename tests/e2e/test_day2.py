@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.e2e.project import JOB_NAME, Project, model_bytes
 
 
@@ -28,6 +30,9 @@ def test_no_wait_returns_once_submitted_and_the_day2_commands_follow_the_job(pro
     assert f"job.{JOB_NAME}: succeeded, exit code 0" in followed.stdout
 
     assert "exit code 0" in _row(project.cli("status", *gated).stdout, f"job.{JOB_NAME}")
+    rows = [json.loads(line) for line in project.cli("status", "--json", *gated).stdout.splitlines()]
+    job = next(row for row in rows if row["address"] == f"job.{JOB_NAME}")
+    assert job == {"address": f"job.{JOB_NAME}", "state": "succeeded", "details": "exit code 0", "exists": True, "owned": True}
     logs = project.cli("logs", "train", *gated).stdout
     assert "input: train.txt" in logs and "stand-in: no real training here" in logs
 
