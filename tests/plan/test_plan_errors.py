@@ -87,8 +87,8 @@ def test_unknown_target_address(project):
         ),
         (
             {"path": r"^/planstore/data/inputs$", "service": "storage", "status": 403,
-             "code": "AuthorizationPermissionMismatch", "message": "Not this directory."},
-            "reading directory.data/inputs failed: AuthorizationPermissionMismatch (HTTP 403): Not this directory.",
+             "code": "AuthorizationFailure", "message": "Not this directory."},
+            "reading directory.data/inputs failed: AuthorizationFailure (HTTP 403): Not this directory.",
         ),
     ],
     ids=["cluster-list-500", "list-keys-403", "directory-list-403"],
