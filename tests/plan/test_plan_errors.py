@@ -87,10 +87,10 @@ def test_unknown_target_address(project):
         ),
         (
             {"path": r"^/planstore/data/inputs$", "service": "storage", "status": 403,
-             "code": "AuthorizationPermissionMismatch", "message": "Not this directory."},
+             "code": "AuthorizationFailure", "message": "Not this directory."},
             # The directory's properties and its listing are read at once: either meets the fault first.
             tuple(
-                f"{verb} directory.data/inputs failed: AuthorizationPermissionMismatch (HTTP 403): Not this directory."
+                f"{verb} directory.data/inputs failed: AuthorizationFailure (HTTP 403): Not this directory."
                 for verb in ("reading", "listing")
             ),
         ),
