@@ -23,9 +23,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def user_cache_dir() -> Path:
+    """batchai-spec's folder in the user's cache (XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "batchai-spec"
+
+
 def default_cache_path() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "batchai-spec" / "file-hashes.json"
+    return user_cache_dir() / "file-hashes.json"
 
 
 class FileHashes:

@@ -13,6 +13,7 @@ from typing import Any
 from azure.core.credentials import AccessToken
 
 from batchai_spec.errors import UserError
+from batchai_spec.file_hashes import user_cache_dir
 
 DEFAULT_STATE_DIR = ".batchai-spec"
 
@@ -140,8 +141,7 @@ class TargetChoice:
         """Where locks of applies against this target live (engine/lock.py); known without connecting."""
         if self.kind == "local":
             return self.state_dir / "locks"
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return cache / "batchai-spec" / "locks" / os.environ.get("AZURE_SUBSCRIPTION_ID", "default")
+        return user_cache_dir() / "locks" / os.environ.get("AZURE_SUBSCRIPTION_ID", "default")
 
     def connect(self) -> Target:
         return local_target(self.state_dir) if self.kind == "local" else azure_target()
