@@ -11,12 +11,13 @@ import hashlib
 import posixpath
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
 from batchai_spec.file_hashes import sha256_of
 from batchai_spec.sensitive import Sensitive
 from batchai_spec.spec import LoadedSpec, resolve_uploads
+from batchai_spec.spec.storage import self_and_parents
 
 # Apply order; destroy walks it backwards.
 KINDS = (
@@ -208,7 +209,7 @@ class _Builder:
             directories = set(share.implied_directories())
             share_uploads = [upload for upload in uploads if upload.share == share.name]
             for upload in share_uploads:  # files a glob found in sub-directories
-                directories.update(_with_parents(posixpath.dirname(upload.destination)))
+                directories.update(self_and_parents(PurePosixPath(upload.destination).parent))
             for directory in sorted(directories):
                 parent = posixpath.dirname(directory)
                 self.add(
@@ -480,11 +481,6 @@ class _Builder:
                 if not prefix or file_path == prefix or file_path.startswith(prefix + "/"):
                     read[file.address] = file
         return [read[address] for address in sorted(read)]
-
-
-def _with_parents(path: str) -> Iterable[str]:
-    parts = [part for part in path.strip("/").split("/") if part]
-    return ["/".join(parts[: index + 1]) for index in range(len(parts))]
 
 
 def _iso_duration(value) -> str:

@@ -3,6 +3,7 @@ again after an interruption finishes the work without duplicating it."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets as random_tokens
 import threading
 from typing import Any, Callable
@@ -28,6 +29,15 @@ from batchai_spec.ownership import (
 from batchai_spec.sensitive import fingerprints, revealed
 
 ProgressHook = Callable[[int, int], None]
+
+
+# Deleting what is gone, or creating what an interrupted run already made, is the state wanted: idempotent steps.
+def already_gone():
+    return contextlib.suppress(ResourceNotFoundError)
+
+
+def already_there():
+    return contextlib.suppress(ResourceExistsError)
 
 
 class DirectoryNotEmpty(Exception):
@@ -106,10 +116,8 @@ class Changes:
         self.clients.resource.resource_groups.update(name, {"tags": tags})
 
     def delete_resource_group(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.resource.resource_groups.begin_delete(ids["resource_group"]).result()
-        except ResourceNotFoundError:
-            pass
 
     def create_storage_account(self, resource: Resource) -> None:
         desired = resource.desired
@@ -151,27 +159,21 @@ class Changes:
         self._share(resource.ids).set_share_quota(resource.desired["quota"])
 
     def delete_file_share(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self._share(ids).delete_share(delete_snapshots=True)
-        except ResourceNotFoundError:
-            pass
 
     def create_directory(self, resource: Resource) -> None:
-        try:
+        with already_there():
             self._share(resource.ids).get_directory_client(resource.ids["path"]).create_directory(
                 metadata={OWNER_METADATA: self.spec_name}
             )
-        except ResourceExistsError:
-            pass
 
     def delete_directory(self, ids: dict[str, str]) -> None:
         directory = self._share(ids).get_directory_client(ids["path"])
-        try:
+        with already_gone():
             if any(True for _ in directory.list_directories_and_files()):
                 raise DirectoryNotEmpty(f"directory.{ids['share']}/{ids['path']} holds files this spec did not create")
             directory.delete_directory()
-        except ResourceNotFoundError:
-            pass
 
     def upload_file(self, resource: Resource, progress: ProgressHook | None = None) -> None:
         source = resource.extra["source"]
@@ -191,10 +193,8 @@ class Changes:
         client.set_file_metadata({**metadata, SHA256_METADATA: resource.desired["sha256"]})
 
     def delete_file(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self._share(ids).get_file_client(ids["path"]).delete_file()
-        except ResourceNotFoundError:
-            pass
 
     # -- Batch AI -------------------------------------------------------------------------------------------------
 
@@ -215,10 +215,8 @@ class Changes:
         self._set_workspace_tags(resource.ids["resource_group"], resource.ids["workspace"], lambda t: t.update(declared))
 
     def delete_workspace(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.batchai.workspaces.begin_delete(ids["resource_group"], ids["workspace"]).result()
-        except ResourceNotFoundError:
-            pass
         with self._workspace_lock:
             self._workspace_tags.pop((ids["resource_group"], ids["workspace"]), None)
 
@@ -241,10 +239,8 @@ class Changes:
         )
 
     def delete_cluster(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.batchai.clusters.begin_delete(ids["resource_group"], ids["workspace"], ids["cluster"]).result()
-        except ResourceNotFoundError:
-            pass
         self._set_workspace_tags(
             ids["resource_group"], ids["workspace"], lambda t: t.pop(child_tag("cluster", ids["cluster"]), None)
         )
@@ -257,10 +253,8 @@ class Changes:
         self.clients.batchai.experiments.begin_create(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
 
     def delete_experiment(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.batchai.experiments.begin_delete(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
-        except ResourceNotFoundError:
-            pass
         self._set_workspace_tags(
             ids["resource_group"], ids["workspace"], lambda t: t.pop(child_tag("experiment", ids["experiment"]), None)
         )
@@ -280,17 +274,13 @@ class Changes:
         ).result()
 
     def terminate_job(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.batchai.jobs.begin_terminate(
                 ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]
             ).result()
-        except ResourceNotFoundError:
-            pass
 
     def delete_job(self, ids: dict[str, str]) -> None:
-        try:
+        with already_gone():
             self.clients.batchai.jobs.begin_delete(
                 ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]
             ).result()
-        except ResourceNotFoundError:
-            pass

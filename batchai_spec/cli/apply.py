@@ -192,6 +192,7 @@ def _follow_jobs(
             reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {job.ids['experiment']}/{job.ids['job']} -f`")
         return []
     from batchai_spec.azure.errors import service_call
+    from batchai_spec.ui.reporters import service_errors
 
     failed = []
     for job in jobs:
@@ -205,7 +206,7 @@ def _follow_jobs(
                 reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
             if status.execution_state != "succeeded":
                 failed.append(job.address)
-                errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors)
+                errors = service_errors(status.errors)
                 tail = waits.stderr_tail(job)
                 reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
     return failed

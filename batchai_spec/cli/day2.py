@@ -50,9 +50,9 @@ def _details(live: Observed) -> tuple[str, str]:
         return "missing", ""
     meta = live.meta
     if live.kind == "cluster":
-        counts = ", ".join(
-            f"{key.replace('_node_count', '')} {value}" for key, value in sorted(meta.get("node_state_counts", {}).items()) if value
-        )
+        from batchai_spec.ui.reporters import node_counts
+
+        counts = node_counts(meta.get("node_state_counts", {}))
         return meta.get("allocation_state") or "?", f"{meta.get('current_node_count', 0)} nodes" + (f" ({counts})" if counts else "")
     if live.kind == "job":
         exit_code = meta.get("exit_code")

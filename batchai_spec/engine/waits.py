@@ -11,7 +11,7 @@ from batchai_spec.azure.watch import STDOUTERR, JobStatus, OutputFile, Watch
 from batchai_spec.engine.retry import with_retries
 from batchai_spec.errors import UserError
 from batchai_spec.graph import Resource
-from batchai_spec.ui.reporters import Reporter
+from batchai_spec.ui.reporters import Reporter, service_errors
 
 FINISHED = ("succeeded", "failed")
 LOG_FILES = ("stdout.txt", "stderr.txt")
@@ -59,7 +59,7 @@ class Waits:
                 last = seen
             unusable = status.counts.get("unusable_node_count", 0)
             if unusable or status.errors:
-                details = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in status.errors) or "no details"
+                details = service_errors(status.errors) or "no details"
                 raise UserError(f"{cluster.address} has {unusable} unusable node(s): {details}")
             usable = status.counts.get("idle_node_count", 0) + status.counts.get("running_node_count", 0)
             if status.allocation_state == "steady" and usable >= wanted:

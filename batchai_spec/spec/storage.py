@@ -98,14 +98,15 @@ class FileShare(SpecModel):
         directories upload destinations name or sit in (files under a glob's sub-directories come at plan time)."""
         paths: set[str] = set()
         for declared in self.directories:
-            paths.update(_self_and_parents(PurePosixPath(declared)))
+            paths.update(self_and_parents(PurePosixPath(declared)))
         for upload in self.uploads:
             destination = PurePosixPath(upload.destination.rstrip("/") or ".")
-            paths.update(_self_and_parents(destination if upload.destination_is_directory else destination.parent))
+            paths.update(self_and_parents(destination if upload.destination_is_directory else destination.parent))
         return tuple(sorted(paths, key=lambda path: (path.count("/"), path)))
 
 
-def _self_and_parents(path: PurePosixPath) -> list[str]:
+def self_and_parents(path: PurePosixPath) -> list[str]:
+    """'a/b/c' -> ['a/b/c', 'a/b', 'a']."""
     return [str(part) for part in (path, *path.parents) if str(part) != "."]
 
 

@@ -35,6 +35,16 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+def node_counts(counts: dict[str, int]) -> str:
+    """'idle 1, running 2' from the service's nodeStateCounts (zero counts left out)."""
+    return ", ".join(f"{key.replace('_node_count', '')} {value}" for key, value in sorted(counts.items()) if value)
+
+
+def service_errors(errors: list[dict[str, Any]]) -> str:
+    """'Code: message; ...' from the service's BatchAIError list."""
+    return "; ".join(f"{error.get('code')}: {error.get('message')}" for error in errors)
+
+
 def _describe(kind: str, data: dict[str, Any]) -> str | None:
     address = data.get("address", "")
     if kind == "change.started":
@@ -48,7 +58,7 @@ def _describe(kind: str, data: dict[str, Any]) -> str | None:
     if kind == "change.skipped":
         return f"{address}: {data['reason']}"
     if kind == "cluster.waiting":
-        counts = ", ".join(f"{k.replace('_node_count', '')} {v}" for k, v in sorted(data["counts"].items()) if v)
+        counts = node_counts(data["counts"])
         return f"{address}: allocation {data['allocation_state']}" + (f" ({counts})" if counts else "")
     if kind == "job.state":
         return f"{address}: {data['state']}"
