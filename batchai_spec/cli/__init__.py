@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+
+# Typer 0.29 carries its own copy of click; its usage errors are instances of this class, not of click's.
+from typer._click.exceptions import ClickException
 from rich.markup import escape
 
 from batchai_spec.cli.app import app, console_err, state
@@ -44,13 +46,14 @@ def main() -> None:
             console_err.print_exception()
         console_err.print(f"[bold red]Error:[/] {escape(error.message)}", soft_wrap=True)
         sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _interrupted()
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as usage:
+    except ClickException as usage:
         usage.show()
-        sys.exit(usage.exit_code)
+        # 1, not click's 2: `plan --detailed-exitcode` means "changes" by 2, and a mistyped flag must not read so.
+        sys.exit(1)
     except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: one line, the traceback on --debug
         if state.debug:
             console_err.print_exception()
