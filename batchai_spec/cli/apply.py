@@ -138,22 +138,14 @@ def destroy(
         console.print(f"Destroy complete: {plan.count(Action.DELETE)} destroyed.")
 
 
-class _locked:
-    def __init__(self, session: Session, command: str, timeout: float):
-        from batchai_spec.engine.lock import SpecLock
+def _locked(session: Session, command: str, timeout: float):
+    """The spec's lock for this command, taken on entering `with` (waiting up to `timeout` seconds, and saying so)."""
+    from batchai_spec.engine.lock import SpecLock
 
-        self.lock = SpecLock(session.choice.lock_dir, session.loaded.spec.name, command)
-        self.timeout = timeout
+    def say_waiting(holder: str) -> None:
+        console_err.print(f"Waiting up to {timeout:.0f}s for the lock held by {holder}…", soft_wrap=True, markup=False)
 
-    def __enter__(self):
-        def say_waiting(holder: str) -> None:
-            console_err.print(f"Waiting up to {self.timeout:.0f}s for the lock held by {holder}…", soft_wrap=True, markup=False)
-
-        self.lock.acquire(self.timeout, on_wait=say_waiting)
-        return self.lock
-
-    def __exit__(self, *exc):
-        self.lock.release()
+    return SpecLock(session.choice.lock_dir, session.loaded.spec.name, command, timeout=timeout, on_wait=say_waiting)
 
 
 def _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, parallelism) -> Executor:

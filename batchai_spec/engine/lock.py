@@ -40,9 +40,21 @@ def describe_holder(path: Path) -> str:
 
 
 class SpecLock:
-    def __init__(self, lock_dir: Path, spec_name: str, command: str):
+    """`with SpecLock(...)` takes the lock (waiting up to `timeout` seconds) and releases it at the end."""
+
+    def __init__(
+        self,
+        lock_dir: Path,
+        spec_name: str,
+        command: str,
+        *,
+        timeout: float = 0,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.path = lock_path(lock_dir, spec_name)
         self.command = command
+        self.timeout = timeout
+        self.on_wait = on_wait
         self._handle = None
 
     def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
@@ -98,6 +110,7 @@ class SpecLock:
             self._handle = None
 
     def __enter__(self) -> "SpecLock":
+        self.acquire(self.timeout, on_wait=self.on_wait)
         return self
 
     def __exit__(self, *exc) -> None:
