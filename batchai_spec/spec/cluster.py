@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from batchai_spec.spec.base import EnvName, LocatedValueError, NonEmptyText, ResourceName, SpecModel
-from batchai_spec.spec.mounts import ArmResourceId, MountVolumes
+from batchai_spec.spec.mounts import MOUNT_ROOT, ArmResourceId, MountVolumes, mount_table, mounted_storage_problem
 
 MAX_NODES = 100  # Batch AI's maximum cluster size.
-# STANDARD_A0 and the premium-storage-only series (DS, DSv2, GS) cannot host Batch AI nodes.
-_REFUSED_VM_SIZE = re.compile(r"^standard_(a0|ds\d|gs\d)", re.IGNORECASE)
+# STANDARD_A0 / BASIC_A0 and the premium-storage-only series (DS, DSv2, GS) cannot host Batch AI nodes.
+_REFUSED_VM_SIZE = re.compile(r"^(?:basic_a0$|standard_(?:a0|ds\d|gs\d))", re.IGNORECASE)
 
 NodeCount = Annotated[int, Field(ge=0, le=MAX_NODES)]
 
@@ -78,8 +78,9 @@ class UserAccount(SpecModel):
     @model_validator(mode="after")
     def _can_log_in(self) -> UserAccount:
         # The service refuses an account with neither (InvalidParameter on userAccountSettings).
-        if self.ssh_public_key is None and self.admin_user_password is None:
-            raise ValueError("give ssh_public_key or admin_user_password (or both)")
+        password = self.admin_user_password.get_secret_value() if self.admin_user_password else ""
+        if not (self.ssh_public_key or "").strip() and not password:
+            raise ValueError("give ssh_public_key or admin_user_password (or both), not empty")
         return self
 
 
@@ -123,5 +124,19 @@ class Cluster(SpecModel):
     @model_validator(mode="after")
     def _usable_vm_size(self) -> Cluster:
         if _REFUSED_VM_SIZE.match(self.vm_size):
-            raise LocatedValueError(("vm_size",), f"Batch AI cannot use VM size {self.vm_size} (STANDARD_A0 and DS/DSv2/GS sizes)")
+            raise LocatedValueError(("vm_size",), f"Batch AI cannot use VM size {self.vm_size} (STANDARD_A0, BASIC_A0 and DS/DSv2/GS sizes)")
+        setup = self.node_setup
+        if setup and setup.setup_task:
+            owner = f"cluster {self.name}"
+            problem = mounted_storage_problem(
+                setup.setup_task.std_out_err_path_prefix,
+                mount_table(setup.mount_volumes, MOUNT_ROOT, owner),
+                {MOUNT_ROOT: owner},
+                "the setup task's output",
+                listable_only=False,
+                none_hint="add one to node_setup.mount_volumes and start the path with "
+                "$AZ_BATCHAI_MOUNT_ROOT/<its relative_mount_path>",
+            )
+            if problem:
+                raise LocatedValueError(("node_setup", "setup_task", "std_out_err_path_prefix"), problem)
         return self

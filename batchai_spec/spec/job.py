@@ -37,6 +37,7 @@ from batchai_spec.spec.toolkits import (
 
 TOOLKITS = ("cntk", "pytorch", "tensorflow", "horovod", "custom_mpi", "custom_toolkit", "caffe", "caffe2", "chainer")
 MAX_WALL_CLOCK_TIME = timedelta(days=7)
+STDOUTERR = "stdouterr"  # the id listOutputFiles gives the job's stdout/stderr directory
 # $AZ_BATCHAI_INPUT_<ID> / ${AZ_BATCHAI_OUTPUT_<ID>}: like the shell, the name is the longest run of word characters.
 _DIRECTORY_REFERENCE = re.compile(r"\$\{?AZ_BATCHAI_(INPUT|OUTPUT)_(\w+)")
 # .NET TimeSpan text ("7.00:00:00"), which the API's own documentation uses for durations.
@@ -134,10 +135,24 @@ class Job(SpecModel):
             raise LocatedValueError((), f"a job needs exactly one toolkit key, one of: {', '.join(TOOLKITS)}")
         if len(given) > 1:
             raise LocatedValueError((given[1],), f"a job has exactly one toolkit; it has {' and '.join(given)}")
+        # Batch AI compares directory ids without case, and keeps the output id `stdouterr` for the job's logs.
+        seen: dict[str, str] = {}
+        for key in self.input_directories:
+            if seen.setdefault(key.lower(), key) != key:
+                raise LocatedValueError(
+                    ("input_directories", key, "[key]"),
+                    f"duplicate input directory id '{key}' (also '{seen[key.lower()]}'; ids ignore case)",
+                )
         ensure_unique(
             ((("output_directories", index, "id"), output.id) for index, output in enumerate(self.output_directories)),
             "output directory id",
         )
+        for index, output in enumerate(self.output_directories):
+            if output.id.lower() == STDOUTERR:
+                raise LocatedValueError(
+                    ("output_directories", index, "id"),
+                    f"the output directory id '{output.id}' is reserved for the job's stdout and stderr; pick another",
+                )
         for name in self.secrets:
             if name in self.environment_variables:
                 raise LocatedValueError(("secrets", name, "[key]"), f"'{name}' is both an environment variable and a secret")

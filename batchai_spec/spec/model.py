@@ -19,9 +19,16 @@ from batchai_spec.spec.base import (
     ensure_unique,
 )
 from batchai_spec.spec.cluster import Cluster
-from batchai_spec.spec.job import Experiment
-from batchai_spec.spec.mounts import MountVolumes
-from batchai_spec.spec.storage import FileShare, Storage
+from batchai_spec.spec.job import Experiment, Job
+from batchai_spec.spec.mounts import (
+    JOB_MOUNT_ROOT,
+    MOUNT_ROOT,
+    MountVolumes,
+    mount_table,
+    mounted_storage_problem,
+    split_mount_reference,
+)
+from batchai_spec.spec.storage import FileShare, Storage, path_problem
 
 
 class ResourceGroup(SpecModel):
@@ -81,7 +88,39 @@ class Spec(SpecModel):
                     raise LocatedValueError(
                         (*loc, "node_count"), f"the job needs {job.node_count} nodes; cluster '{cluster.name}' scales to at most {cluster.scale.max_nodes}"
                     )
+                self._check_job_output_storage(loc, job, cluster)
         return self
+
+    def _check_job_output_storage(self, loc: KeyPath, job: Job, cluster: Cluster) -> None:
+        """Batch AI writes a job's stdout/stderr and output directories to, and lists them from, an Azure File share
+        or blob container that the job's cluster or the job itself mounts: $AZ_BATCHAI_MOUNT_ROOT/NAME[/SUB/PATH]
+        or $AZ_BATCHAI_JOB_MOUNT_ROOT/NAME[/SUB/PATH]. Anything else (a local path, an unknown mount) is refused."""
+        cluster_index = next(index for index, candidate in enumerate(self.clusters) if candidate is cluster)
+        owners = {MOUNT_ROOT: f"cluster {cluster.name}", JOB_MOUNT_ROOT: "the job"}
+        mounts = [
+            *mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None, MOUNT_ROOT, owners[MOUNT_ROOT]),
+            *mount_table(job.mount_volumes, JOB_MOUNT_ROOT, owners[JOB_MOUNT_ROOT]),
+        ]
+        none_hint = (
+            f"mount an Azure File share or blob container in clusters[{cluster_index}].node_setup.mount_volumes (then "
+            "$AZ_BATCHAI_MOUNT_ROOT/<its relative_mount_path>) or in the job's mount_volumes ($AZ_BATCHAI_JOB_MOUNT_ROOT/...)"
+        )
+        checks = [(("std_out_err_path_prefix",), job.std_out_err_path_prefix, "a job's stdout and stderr")]
+        checks += [
+            (("output_directories", index, "path_prefix"), output.path_prefix, "a job's output directories")
+            for index, output in enumerate(job.output_directories)
+        ]
+        for key, path, what in checks:
+            problem = mounted_storage_problem(path, mounts, owners, what, listable_only=True, none_hint=none_hint)
+            if problem:
+                raise LocatedValueError((*loc, *key), problem)
+        for index, output in enumerate(job.output_directories):
+            suffix = (output.path_suffix or "").rstrip("/")
+            root, name, _ = split_mount_reference(output.path_prefix) or ("", "", "")
+            kind = next((mount.kind for mount in mounts if (mount.root, mount.name) == (root, name)), "")
+            problem = suffix and path_problem(suffix, azure_files=kind == "azure_file_shares")
+            if problem:
+                raise LocatedValueError((*loc, "output_directories", index, "path_suffix"), problem)
 
     def _mount_volumes(self) -> Iterator[tuple[KeyPath, MountVolumes]]:
         for index, cluster in enumerate(self.clusters):

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
-from batchai_spec.spec.base import FileMode, LocatedValueError, NonEmptyText, RelativePath, SpecModel, ensure_unique
-from batchai_spec.spec.storage import ShareName, StorageAccountName
+from batchai_spec.spec.base import (
+    SIMILARITY,
+    FileMode,
+    LocatedValueError,
+    NonEmptyText,
+    RelativePath,
+    SpecModel,
+    ensure_unique,
+)
+from batchai_spec.spec.storage import ShareName, StorageAccountName, name_problem, path_problem
 
 ArmResourceId = Annotated[str, StringConstraints(pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/.+$")]
 RELATIVE_MOUNT_PATH = "Path of the mount below $AZ_BATCHAI_MOUNT_ROOT (cluster) or $AZ_BATCHAI_JOB_MOUNT_ROOT (job)."
@@ -37,7 +49,19 @@ class AzureFileShareMount(SpecModel):
             raise LocatedValueError(
                 (), f"give `share` (a share of this spec), or all of account_name, azure_file_url, account_key (missing: {', '.join(missing)})"
             )
+        if self.azure_file_url is not None and self.account_name is not None:
+            endpoint = f"{self.account_name}.file.core.windows.net"
+            if (urlsplit(self.azure_file_url).hostname or "").lower() != endpoint:
+                raise LocatedValueError(
+                    ("azure_file_url",),
+                    f"expected https://{endpoint}/SHARE: the file endpoint of account_name '{self.account_name}'",
+                )
         return self
+
+    @property
+    def share_name(self) -> str:
+        """The mounted share's name: this spec's share, or the last component of an external share's URL."""
+        return self.share or (self.azure_file_url or "").rstrip("/").rsplit("/", 1)[-1]
 
 
 class AzureBlobFileSystemMount(SpecModel):
@@ -70,13 +94,109 @@ class MountVolumes(SpecModel):
 
     @model_validator(mode="after")
     def _unique_mount_paths(self) -> MountVolumes:
-        ensure_unique(
-            (
-                ((collection, index, "relative_mount_path"), mount.relative_mount_path)
-                for collection in type(self).model_fields
-                for index, mount in enumerate(getattr(self, collection))
-            ),
-            "relative_mount_path",
-            case_sensitive=True,
-        )
+        paths = [
+            ((collection, index, "relative_mount_path"), mount.relative_mount_path)
+            for collection in type(self).model_fields
+            for index, mount in enumerate(getattr(self, collection))
+        ]
+        for loc, path in paths:
+            # Batch AI mounts each volume at one directory of the mount root: $AZ_BATCHAI_MOUNT_ROOT/NAME.
+            if "/" in path:
+                raise LocatedValueError(
+                    loc,
+                    "expected a single directory name, without '/': Batch AI mounts each volume at "
+                    "$AZ_BATCHAI_MOUNT_ROOT/NAME (cluster) or $AZ_BATCHAI_JOB_MOUNT_ROOT/NAME (job)",
+                )
+            problem = name_problem(path, azure_files=False)
+            if problem:
+                raise LocatedValueError(loc, problem)
+        ensure_unique(paths, "relative_mount_path", case_sensitive=True)
         return self
+
+    def mounted(self) -> Iterator[tuple[str, str, str]]:
+        """(relative_mount_path, kind, what is mounted there) per mount; kind is a MountVolumes collection."""
+        for share in self.azure_file_shares:
+            yield share.relative_mount_path, "azure_file_shares", f"Azure File share {share.share_name}"
+        for container in self.azure_blob_file_systems:
+            yield container.relative_mount_path, "azure_blob_file_systems", f"blob container {container.container_name}"
+        for server in self.file_servers:
+            yield server.relative_mount_path, "file_servers", f"file server {server.file_server_id.rstrip('/').rsplit('/', 1)[-1]}"
+        for system in self.unmanaged_file_systems:
+            yield system.relative_mount_path, "unmanaged_file_systems", "unmanaged file system"
+
+
+MOUNT_ROOT = "AZ_BATCHAI_MOUNT_ROOT"
+JOB_MOUNT_ROOT = "AZ_BATCHAI_JOB_MOUNT_ROOT"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One volume as a node sees it: $ROOT/NAME."""
+
+    root: str  # MOUNT_ROOT (cluster mounts) or JOB_MOUNT_ROOT (the job's own)
+    name: str  # relative_mount_path
+    kind: str  # the MountVolumes collection: azure_file_shares, azure_blob_file_systems, ...
+    what: str  # e.g. "Azure File share data"
+    owner: str  # e.g. "cluster gpu", "the job"
+
+    @property
+    def listable(self) -> bool:
+        """Batch AI lists job output files only from Azure File shares and blob containers."""
+        return self.kind in ("azure_file_shares", "azure_blob_file_systems")
+
+    def __str__(self) -> str:
+        return f"${self.root}/{self.name} ({self.what}, mounted by {self.owner})"
+
+
+def mount_table(volumes: MountVolumes | None, root: str, owner: str) -> list[Mount]:
+    return [Mount(root, name, kind, what, owner) for name, kind, what in (volumes.mounted() if volumes else ())]
+
+
+def split_mount_reference(path: str) -> tuple[str, str, str] | None:
+    """(root variable, mount name, rest) of `$ROOT/NAME/rest` or `${ROOT}/NAME/rest`; None for any other path."""
+    for root in (MOUNT_ROOT, JOB_MOUNT_ROOT):
+        for spelling in (f"${root}/", f"${{{root}}}/"):
+            if path.startswith(spelling):
+                name, _, rest = path[len(spelling) :].partition("/")
+                return root, name, rest
+    return None
+
+
+def mounted_storage_problem(
+    path: str, mounts: list[Mount], owners: dict[str, str], what: str, *, listable_only: bool, none_hint: str
+) -> str | None:
+    """Why `path` is not on one of `mounts` (where Batch AI can write `what`), or None.
+
+    `owners`: who mounts under each root variable that is defined there (e.g. {MOUNT_ROOT: "cluster gpu"}).
+    `listable_only`: only Azure File shares and blob containers, the storage Batch AI lists job output files from.
+    `none_hint` says where to mount one when no mount qualifies.
+    """
+    usable = [mount for mount in mounts if mount.listable or not listable_only]
+    storage = "an Azure File share or blob container" if listable_only else "a volume"
+    if usable:
+        hint = "start it with " + " or ".join(str(mount) for mount in usable) + ", optionally followed by /SUB/PATH"
+    else:
+        hint = f"none is mounted: {none_hint}"
+    reference = split_mount_reference(path)
+    if reference is None or reference[0] not in owners:
+        return f"'{path}' is not on mounted storage; Batch AI writes {what} only to {storage} mounted for it: {hint}"
+    root, name, rest = reference
+    mount = next((mount for mount in mounts if (mount.root, mount.name) == (root, name)), None)
+    if mount is None:
+        close = difflib.get_close_matches(name, [m.name for m in mounts if m.root == root], n=1, cutoff=SIMILARITY)
+        suggestion = f" (did you mean ${root}/{close[0]}?)" if close else ""
+        return f"${root}/{name} is not a volume mounted by {owners[root]}{suggestion}; {hint}"
+    if listable_only and not mount.listable:
+        article = "an" if mount.what[0] in "AEIOUaeiou" else "a"
+        return (
+            f"${root}/{name} is {article} {mount.what}; Batch AI lists job output files only from Azure File shares "
+            f"and blob containers, so {what} must be on one: {hint}"
+        )
+    rest = rest.rstrip("/")
+    if rest.startswith("/"):
+        problem = "the path has an empty name (a doubled '/')"
+    else:
+        problem = rest and path_problem(rest, azure_files=mount.kind == "azure_file_shares")
+    if problem:
+        return f"the path below ${root}/{name}: {problem}"
+    return None

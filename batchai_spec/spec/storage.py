@@ -2,18 +2,127 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, model_validator
 
-from batchai_spec.spec.base import Location, LocatedValueError, RelativePath, SpecModel, ensure_unique
+from batchai_spec.spec.base import KeyPath, Location, LocatedValueError, RelativePath, SpecModel, ensure_unique, format_key_path
 
 StorageAccountName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{3,24}$")]
 # Azure share names: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit.
 ShareName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", min_length=3, max_length=63)]
 GLOB_CHARACTERS = frozenset("*?[")
 _share_path = TypeAdapter(RelativePath)
+
+# What Azure Files refuses in a directory or file name ("Naming and referencing shares, directories, files, and
+# metadata"): these characters, control characters, unpaired surrogates (not Unicode), names of more than 255
+# characters, DOS device names; names ending in a dot or a space cannot be reached through an SMB mount. The local
+# emulator keeps names as file names, so it also refuses names of more than 255 bytes in UTF-8.
+_AZURE_FILES_REFUSED = '"\\:|<>*?'
+_REFUSED_CHARACTER = re.compile(r'[\x00-\x1f\x7f"\\:|<>*?\ud800-\udfff]')
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CLOCK$", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
+)
+MAX_NAME_LENGTH = 255
+MAX_SHARE_PATH_LENGTH = 2048
+_SHOWN_NAME_LENGTH = 40
+
+
+def shown_name(name: str) -> str:
+    """A name as an error quotes it: control characters and surrogates escaped, long names cut."""
+    text = _CONTROL_OR_SURROGATE.sub(lambda match: ascii(match.group())[1:-1], name[:_SHOWN_NAME_LENGTH])
+    return text + ("..." if len(name) > _SHOWN_NAME_LENGTH else "")
+
+
+def name_problem(name: str, *, azure_files: bool = True) -> str | None:
+    """Why one directory or file name cannot be created, or None. `azure_files=False`: only what any mounted
+    Linux file system refuses (control characters, invalid Unicode, more than 255 bytes)."""
+    refused = (_REFUSED_CHARACTER if azure_files else _CONTROL_OR_SURROGATE).search(name)
+    if refused:
+        character = refused.group()
+        if "\ud800" <= character <= "\udfff":
+            return f"the name '{shown_name(name)}' holds {ascii(character)[1:-1]}, an unpaired surrogate, which is not valid Unicode"
+        if character not in _AZURE_FILES_REFUSED:
+            return (
+                f"the name '{shown_name(name)}' holds the control character {ascii(character)[1:-1]}; "
+                "names may hold no control character"
+            )
+        return f"the name '{shown_name(name)}' holds '{character}'; Azure Files refuses names holding any of \" \\ : | < > * ?"
+    if azure_files and len(name) > MAX_NAME_LENGTH:
+        return f"the name '{shown_name(name)}' is {len(name)} characters long; Azure Files allows at most {MAX_NAME_LENGTH}"
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_LENGTH:
+        return (
+            f"the name '{shown_name(name)}' is {size} bytes long in UTF-8; at most {MAX_NAME_LENGTH}"
+            + (" (the local emulator keeps names as file names)" if azure_files else "")
+        )
+    if azure_files and name[-1:] in (".", " "):
+        ending = "a dot" if name[-1] == "." else "a space"
+        return f"the name '{shown_name(name)}' ends with {ending}; Azure Files refuses names ending in a dot or a space"
+    if azure_files and name.upper() in _RESERVED_NAMES:
+        return f"'{name}' is a reserved device name, which Azure Files refuses (CON, PRN, AUX, NUL, CLOCK$, COM1-COM9, LPT1-LPT9)"
+    return None
+
+
+def path_problem(path: str, *, azure_files: bool = True) -> str | None:
+    """Why a relative path of names (`a/b/c`) cannot be created, or None; see name_problem."""
+    if azure_files and len(path) > MAX_SHARE_PATH_LENGTH:
+        return f"the path is {len(path)} characters long; Azure Files allows at most {MAX_SHARE_PATH_LENGTH}"
+    if path.startswith("/"):
+        return "expected a relative path (no leading '/')"
+    for name in path.split("/"):
+        if not name:
+            return "the path has an empty name (a doubled '/')"
+        if name in (".", ".."):
+            return "a path may not contain '.' or '..' segments"
+        problem = name_problem(name, azure_files=azure_files)
+        if problem:
+            return problem
+    return None
+
+
+class ShareLayout:
+    """The directories and files one share will hold, to refuse what Azure Files would: two spellings of one name
+    (its names are case-insensitive) and a name that is a file in one place and a directory in another.
+
+    A tree of names, so that adding a path costs its length, whatever the paths added before.
+    """
+
+    def __init__(self) -> None:
+        self._root: dict[str, _LayoutEntry] = {}
+
+    def add(self, path: str, is_file: bool, loc: KeyPath) -> str | None:
+        """Record `path` (and its parent directories) declared at `loc`; the problem with it, or None."""
+        if not path:
+            return None
+        names = path.split("/")
+        children = self._root
+        for depth, name in enumerate(names):
+            file = is_file and depth == len(names) - 1
+            entry = children.setdefault(name.lower(), _LayoutEntry(name, file, loc))
+            if entry.name != name or entry.file != file:
+                here = "/".join(names[: depth + 1])
+                if entry.name != name:
+                    there = "/".join([*names[:depth], entry.name])
+                    return (
+                        f"'{here}' and '{there}' (at {format_key_path(entry.loc)}) differ only in case; Azure Files "
+                        "names are case-insensitive, so both name one entry: spell them alike"
+                    )
+                kinds = ("a file", "a directory") if file else ("a directory", "a file")
+                return f"'{here}' is {kinds[0]} here and {kinds[1]} at {format_key_path(entry.loc)}; a share cannot hold both"
+            children = entry.children
+        return None
+
+
+class _LayoutEntry:
+    __slots__ = ("children", "file", "loc", "name")
+
+    def __init__(self, name: str, file: bool, loc: KeyPath) -> None:
+        self.name, self.file, self.loc = name, file, loc
+        self.children: dict[str, _LayoutEntry] = {}
 
 
 def is_glob(source: str) -> bool:
@@ -64,6 +173,9 @@ class Upload(SpecModel):
         if is_glob(self.source) and not directory:
             raise LocatedValueError(("destination",), 'a glob source needs a directory destination ending in "/"')
         if path:
+            problem = path_problem(path)
+            if problem:
+                raise LocatedValueError(("destination",), problem)
             try:
                 _share_path.validate_python(path)
             except ValidationError as problem:
@@ -91,6 +203,16 @@ class FileShare(SpecModel):
             if not upload.destination_is_directory
         ]
         ensure_unique(files, "upload destination")
+        layout = ShareLayout()
+        for index, directory in enumerate(self.directories):
+            problem = path_problem(directory) or layout.add(directory, False, ("directories", index))
+            if problem:
+                raise LocatedValueError(("directories", index), problem)
+        for index, upload in enumerate(self.uploads):
+            path = upload.destination.rstrip("/")
+            problem = path and layout.add(path, not upload.destination_is_directory, ("uploads", index, "destination"))
+            if problem:
+                raise LocatedValueError(("uploads", index, "destination"), problem)
         return self
 
     def implied_directories(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -10,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from batchai_spec.spec.base import KeyPath, format_key_path
 from batchai_spec.spec.errors import SpecError
 from batchai_spec.spec.model import Spec
-from batchai_spec.spec.storage import Upload, is_glob
+from batchai_spec.spec.storage import ShareLayout, Upload, is_glob, path_problem
 
 PROJECT_MARKERS = (".git", "pyproject.toml")
 
@@ -47,24 +48,46 @@ def resolve_uploads(
     `error_at(loc, problem)` builds located errors (LoadedSpec.error); a source matching nothing raises, or is
     reported to `on_missing` and skipped when given (validate warns: data files may be produced later).
     A source outside the project tree (see project_root) without `allow_outside_spec_dir: true`, a directory
-    source, or two uploads landing on the same destination always raise.
+    source, two uploads landing on the same destination, a destination Azure Files refuses (a local file name
+    holding ':', say), or one that is a file where the share needs a directory always raise.
     """
     error_at = error_at or (lambda loc, problem: SpecError(f"{format_key_path(loc)}: {problem}"))
     root = project_root(spec_dir)
     resolved: list[ResolvedUpload] = []
     for share_index, share in enumerate(spec.storage.file_shares if spec.storage else ()):
+        share_loc = ("storage", "file_shares", share_index)
         destinations: dict[str, KeyPath] = {}
+        layout = ShareLayout()  # the spec's own paths were checked when it loaded; these add the files found here
+        for directory_index, directory in enumerate(share.directories):
+            layout.add(directory, False, (*share_loc, "directories", directory_index))
         for upload_index, upload in enumerate(share.uploads):
-            loc = ("storage", "file_shares", share_index, "uploads", upload_index)
+            loc = (*share_loc, "uploads", upload_index)
+            problem = upload.destination_is_directory and layout.add(upload.destination.rstrip("/"), False, (*loc, "destination"))
+            if problem:
+                raise error_at((*loc, "destination"), problem)
             for local_path, destination in _expand(upload, spec_dir, root, loc, error_at, on_missing):
                 if destination.lower() in destinations:
                     raise error_at(
                         (*loc, "destination"),
                         f"'{destination}' is also the destination of {format_key_path(destinations[destination.lower()])}",
                     )
+                problem = path_problem(destination)
+                if problem:
+                    shown = _shown_local(local_path, spec_dir)
+                    raise error_at((*loc, "source"), f"{shown} would be uploaded as '{destination}': {problem}")
+                problem = layout.add(destination, True, (*loc, "destination"))
+                if problem:
+                    raise error_at((*loc, "destination"), problem)
                 destinations[destination.lower()] = loc
                 resolved.append(ResolvedUpload(share.name, destination, local_path, loc))
     return resolved
+
+
+def _shown_local(local_path: Path, spec_dir: Path) -> str:
+    """The local file as an error names it: relative to the spec's directory, like sources; quoted, or escaped
+    when the name holds what cannot be printed."""
+    path = os.path.relpath(local_path, spec_dir.resolve())
+    return f"'{path}'" if path.isprintable() else ascii(path)
 
 
 def _expand(upload: Upload, spec_dir: Path, root: Path, loc: KeyPath, error_at: ErrorAt, on_missing) -> list[tuple[Path, str]]:

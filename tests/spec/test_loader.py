@@ -15,7 +15,7 @@ name: sweep
 resource_group: {name: rg, location: eastus}
 workspace: {name: ws}
 clusters:
-  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}}
+  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}, node_setup: {mount_volumes: {azure_blob_file_systems: [{account_name: sweepblobs, container_name: runs, account_key: not-a-key, relative_mount_path: runs}]}}}
 experiments:
   - name: e1
     jobs:
@@ -23,7 +23,7 @@ experiments:
       - name: lr-{{ loop.index }}
         cluster: c1
         node_count: {{ vars.nodes if loop.index == 2 else 1 }}
-        std_out_err_path_prefix: /tmp
+        std_out_err_path_prefix: $AZ_BATCHAI_MOUNT_ROOT/runs
         custom_toolkit: {command_line: "python train.py --lr {{ lr }}"}
 {% endfor %}
 """
@@ -57,10 +57,10 @@ def test_vars_from_files_then_command_line_later_wins(tmp_path):
 def test_env_and_spec_dir_are_in_the_template(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHAI_SPEC_TEST_RG", "rg-from-env")
     text = edited("  name: rg\n", "  name: {{ env.BATCHAI_SPEC_TEST_RG }}\n")
-    text = edited("        std_out_err_path_prefix: $AZ_BATCHAI_MOUNT_ROOT/afs", "        std_out_err_path_prefix: {{ spec_dir }}", text)
+    text = edited("          DATA: $AZ_BATCHAI_MOUNT_ROOT/afs/data", "          DATA: {{ spec_dir }}", text)
     loaded = load_spec(write_spec(tmp_path, text))
     assert loaded.spec.resource_group.name == "rg-from-env"
-    assert loaded.spec.experiments[0].jobs[0].std_out_err_path_prefix == str(tmp_path.resolve())
+    assert loaded.spec.experiments[0].jobs[0].input_directories["DATA"] == str(tmp_path.resolve())
 
 
 def test_a_loop_makes_a_sweep_of_jobs(tmp_path):

@@ -14,7 +14,10 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from batchai_spec.spec import Spec, load_spec
 
-NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,3})?", fullmatch=True)
+# Not a DOS device name (aux, con, nul, prn, com1, lpt1, ...), which Azure Files refuses as a file or directory name.
+NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,3})?", fullmatch=True).filter(
+    lambda name: name not in {"aux", "con", "nul", "prn"} and not (name[:3] in ("com", "lpt") and name[3:].isdigit())
+)
 IDS = st.from_regex(r"[A-Z][A-Z0-9_]{0,6}", fullmatch=True)
 # Free text without template syntax ({ % #) nor `$` (which would reference job directories).
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters="{}%#$"), min_size=1, max_size=12)
@@ -46,7 +49,14 @@ def specs(draw) -> Spec:
             {
                 "name": share,
                 "quota_gb": draw(st.integers(1, 5120)),
-                "directories": draw(st.lists(st.from_regex(r"[a-z]{1,4}(/[a-z]{1,4})?", fullmatch=True), max_size=2)),
+                "directories": draw(
+                    st.lists(
+                        st.from_regex(r"[a-z]{1,4}(/[a-z]{1,4})?", fullmatch=True).filter(
+                            lambda path: not {"aux", "con", "nul", "prn"} & set(path.split("/"))
+                        ),
+                        max_size=2,
+                    )
+                ),
                 "uploads": [
                     {"source": f"data/{name}.txt", "destination": f"in/{name}.txt", "produced_by": draw(st.none() | TEXT)}
                     for name in draw(st.lists(NAMES, max_size=2, unique=True))
@@ -69,18 +79,22 @@ def specs(draw) -> Spec:
             ),
             "user_account": {"admin_user_name": "demo", "ssh_public_key": "ssh-ed25519 AAAAtest", "admin_user_password": draw(st.none() | TEXT.map(SecretStr))},
             "node_setup": {
-                "setup_task": {"command_line": draw(TEXT), "secrets": draw(SECRETS), "std_out_err_path_prefix": "/logs"},
+                "setup_task": {"command_line": draw(TEXT), "secrets": draw(SECRETS), "std_out_err_path_prefix": "$AZ_BATCHAI_MOUNT_ROOT/scratch/logs"},
                 "mount_volumes": {
                     "azure_file_shares": [{"share": share, "relative_mount_path": f"m{index}"} for index, share in enumerate(shares)],
-                    "azure_blob_file_systems": draw(
-                        st.lists(
-                            st.builds(
-                                lambda key: {"account_name": "blobacct", "container_name": "box", "account_key": key, "relative_mount_path": "blob"},
-                                TEXT.map(SecretStr),
-                            ),
-                            max_size=1,
-                        )
-                    ),
+                    "azure_blob_file_systems": [
+                        # Job output goes here: Batch AI writes it only to a mounted share or blob container.
+                        {"account_name": "blobacct", "container_name": "scratch", "account_key": draw(TEXT.map(SecretStr)), "relative_mount_path": "scratch"},
+                        *draw(
+                            st.lists(
+                                st.builds(
+                                    lambda key: {"account_name": "blobacct", "container_name": "box", "account_key": key, "relative_mount_path": "blob"},
+                                    TEXT.map(SecretStr),
+                                ),
+                                max_size=1,
+                            )
+                        ),
+                    ],
                 },
             },
         }
@@ -106,8 +120,8 @@ def specs(draw) -> Spec:
                     "scheduling_priority": draw(st.sampled_from(["low", "normal", "high"])),
                     "container": draw(st.none() | st.builds(lambda password: {"image": "r.io/i:1", "registry": {"server_url": "r.io", "username": "u", "password": password}}, TEXT.map(SecretStr))),
                     "input_directories": {"IN": "/in"},
-                    "output_directories": [{"id": "OUT", "path_prefix": "/out", "path_suffix": draw(st.none() | NAMES)}],
-                    "std_out_err_path_prefix": "/out",
+                    "output_directories": [{"id": "OUT", "path_prefix": "$AZ_BATCHAI_MOUNT_ROOT/scratch/out", "path_suffix": draw(st.none() | NAMES)}],
+                    "std_out_err_path_prefix": "${AZ_BATCHAI_MOUNT_ROOT}/scratch",
                     "environment_variables": draw(st.dictionaries(IDS.map(lambda name: "E_" + name), TEXT, max_size=2)),
                     "secrets": draw(SECRETS),
                     "constraints": {"max_wall_clock_time": draw(DURATIONS)},

@@ -78,10 +78,16 @@ def test_directory_sources_and_colliding_destinations_are_refused(tmp_path):
     with pytest.raises(SpecError, match=r"is a directory; upload its files with a glob such as '../data/\*\*/\*'"):
         resolved(spec)
     spec = project_with_spec(
-        tmp_path / "2", "        - {source: ../data/a.txt, destination: all/a.txt}\n        - {source: ../data/*.txt, destination: ALL/}\n"
+        tmp_path / "2", "        - {source: ../data/a.txt, destination: all/A.txt}\n        - {source: ../data/*.txt, destination: all/}\n"
     )
-    with pytest.raises(SpecError, match=r"uploads\[1\].destination: 'ALL/a.txt' is also the destination of storage.file_shares\[0\].uploads\[0\]"):
+    with pytest.raises(SpecError, match=r"uploads\[1\].destination: 'all/a.txt' is also the destination of storage.file_shares\[0\].uploads\[0\]"):
         resolved(spec)
+    # Spellings of one directory that differ in case are refused when the spec loads: Azure Files names ignore case.
+    spec = project_with_spec(
+        tmp_path / "3", "        - {source: ../data/a.txt, destination: all/a.txt}\n        - {source: ../data/*.txt, destination: ALL/}\n"
+    )
+    with pytest.raises(SpecError, match=r"uploads\[1\].destination: 'ALL' and 'all' \(at uploads\[0\].destination\) differ only in case"):
+        load_spec(spec)
 
 
 def test_project_root_is_the_nearest_marked_ancestor(tmp_path):
