@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from batchai_spec.file_hashes import sha256_of
 from batchai_spec.sensitive import Sensitive
@@ -46,6 +46,7 @@ TOOLKIT_ATTRIBUTES = {
 }
 _MOUNT_REFERENCE = re.compile(r"^\$(?:\{)?(AZ_BATCHAI_MOUNT_ROOT|AZ_BATCHAI_JOB_MOUNT_ROOT)(?:\})?/([^/]+)(?:/(.*))?$")
 _DIRECTORY_REFERENCE = re.compile(r"^\$(?:\{)?AZ_BATCHAI_INPUT_([A-Za-z0-9_]+)(?:\})?(?:/(.*))?$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,34 @@ def cluster_id(subscription_id: str, resource_group: str, workspace: str, cluste
         f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.BatchAI"
         f"/workspaces/{workspace}/clusters/{cluster}"
     )
+
+
+def mount_table(volumes) -> dict[str, str]:
+    """relative mount path -> share name, for the shares of this spec a mount list (of the spec) makes visible."""
+    if volumes is None:
+        return {}
+    return {mount.relative_mount_path: mount.share for mount in volumes.azure_file_shares if mount.share}
+
+
+def job_mounts(cluster, job) -> dict[str, dict[str, str]]:
+    """The mount tables a job's paths are read with: `$AZ_BATCHAI_MOUNT_ROOT` (its cluster's mounts) and
+    `$AZ_BATCHAI_JOB_MOUNT_ROOT` (its own), each relative mount path -> share of this spec."""
+    return {
+        "AZ_BATCHAI_MOUNT_ROOT": mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None),
+        "AZ_BATCHAI_JOB_MOUNT_ROOT": mount_table(job.mount_volumes),
+    }
+
+
+def share_path(path: str, mounts: Mapping[str, Mapping[str, T]]) -> tuple[T, str] | None:
+    """`$AZ_BATCHAI_MOUNT_ROOT/afs/a/b` -> (what the table holds for mount `afs`, 'a/b'), for tables as
+    `job_mounts` returns (or any value per relative mount path); None for a path on no mount of the tables."""
+    match = _MOUNT_REFERENCE.match(path.rstrip("/"))
+    if not match:
+        return None
+    share = mounts.get(match.group(1), {}).get(match.group(2))
+    if share is None:
+        return None
+    return share, (match.group(3) or "").strip("/")
 
 
 def _dump(model: Any) -> Any:
@@ -385,15 +414,9 @@ class _Builder:
             "unmanaged_file_systems": unmanaged,
         }
 
-    def _mount_table(self, volumes) -> dict[str, str]:
-        """relative mount path -> share name, for the shares of this spec a mount list makes visible."""
-        if volumes is None:
-            return {}
-        return {mount.relative_mount_path: mount.share for mount in volumes.azure_file_shares if mount.share}
-
     def _mount_dependencies(self, node_setup) -> tuple[str, ...]:
         volumes = node_setup.mount_volumes if node_setup else None
-        return tuple(f"file_share.{share}" for share in sorted(set(self._mount_table(volumes).values())))
+        return tuple(f"file_share.{share}" for share in sorted(set(mount_table(volumes).values())))
 
     # -- jobs -----------------------------------------------------------------------------------------------------
 
@@ -447,17 +470,18 @@ class _Builder:
                 prune(body),
                 depends_on=(experiment_address, f"cluster.{cluster.name}", *(f.address for f in inputs)),
                 spec_path=spec_path,
-                extra={"input_files": tuple(f.address for f in inputs), "inputs_digest": _inputs_digest(inputs)},
+                extra={
+                    "input_files": tuple(f.address for f in inputs),
+                    "inputs_digest": _inputs_digest(inputs),
+                    "mounts": job_mounts(cluster, job),  # where its output paths lie (batchai_spec.azure.runs)
+                },
             )
         )
 
     def _input_files(self, job, cluster) -> list[Resource]:
         """The uploaded files a job reads: those under its input directories, and those its scripts and command
         lines name, on the shares mounted for it."""
-        mounts = {
-            "AZ_BATCHAI_MOUNT_ROOT": self._mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None),
-            "AZ_BATCHAI_JOB_MOUNT_ROOT": self._mount_table(job.mount_volumes),
-        }
+        mounts = job_mounts(cluster, job)
         paths = list(job.input_directories.values())
         _, toolkit = job.toolkit
         # Paths the job's commands name: script and config paths, and every word of its command lines.
@@ -471,11 +495,10 @@ class _Builder:
             paths.append(word)
         read: dict[str, Resource] = {}
         for path in paths:
-            match = _MOUNT_REFERENCE.match(path.rstrip("/"))
-            if not match:
+            on_share = share_path(path, mounts)
+            if on_share is None:
                 continue
-            share = mounts[match.group(1)].get(match.group(2))
-            prefix = (match.group(3) or "").strip("/")
+            share, prefix = on_share
             for file in self.files_by_share.get(share, []):
                 file_path = file.ids["path"]
                 if not prefix or file_path == prefix or file_path.startswith(prefix + "/"):

@@ -12,6 +12,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 from azure.mgmt.storage import models as storage_models
 
+from batchai_spec.azure import runs
 from batchai_spec.azure.clients import Clients
 from batchai_spec.graph import Resource
 from batchai_spec.observed import Observed
@@ -280,7 +281,30 @@ class Changes:
             ).result()
 
     def delete_job(self, ids: dict[str, str]) -> None:
+        """Deletes the job; first its run's end (state, exit code, start, end) is written on the run's directory on
+        the share, which outlives the job, for `outputs` to show. A retry records the same again."""
+        try:
+            job = self.clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"])
+        except ResourceNotFoundError:
+            return  # already gone
+        self._record_run(job, ids)
         with already_gone():
             self.clients.batchai.jobs.begin_delete(
                 ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]
             ).result()
+
+    def _record_run(self, job: batchai_models.Job, ids: dict[str, str]) -> None:
+        """A run directory, share, account or cluster that is gone leaves nothing to record on: the delete goes on."""
+
+        def resource_group_of(account: str) -> str | None:
+            try:
+                return self._resource_group_of_account(account)
+            except KeyError:
+                return None
+
+        with already_gone():
+            layout, run_id = runs.live_layout(
+                self.clients, job, f"job.{ids['experiment']}/{ids['job']}", resource_group_of
+            )
+            if run_id:
+                runs.record_run(self.clients, layout, run_id, runs.run_record(job))

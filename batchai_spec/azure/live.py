@@ -223,6 +223,9 @@ class LiveReader:
                         "inputs_digest": internal.get(JOB_INPUTS_ENV),
                         "execution_state": job.execution_state,
                         "exit_code": info.exit_code if info else None,
+                        # Which run this is: a job created again under the same name is another run.
+                        "run_id": (job.job_output_directory_path_segment or "").rsplit("/", 1)[-1] or None,
+                        "started": info.start_time.timestamp() if info and info.start_time else None,
                     },
                 )
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import requests
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.azure.clients import Clients
@@ -35,6 +35,7 @@ class JobStatus:
     start_time: Any
     end_time: Any
     output_directory_ids: tuple[str, ...]
+    run_id: str | None = None  # the uuid of this run's output directories
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Watch:
             info.start_time if info else None,
             info.end_time if info else None,
             tuple(directory.id for directory in job.output_directories or []),
+            (job.job_output_directory_path_segment or "").rsplit("/", 1)[-1] or None,
         )
 
     def output_files(self, ids: dict[str, str], directory_id: str, directory: str = ".") -> list[OutputFile]:
@@ -89,8 +91,10 @@ class Watch:
         return found
 
     @contextlib.contextmanager
-    def _get(self, url: str, **options: Any) -> Iterator[requests.Response]:
+    def _get(self, url: str | None, **options: Any) -> Iterator[requests.Response]:
         """A GET on a SAS URL, its failures as the azure-core errors the rest of the tool classifies."""
+        if not url:  # the emulator lists the files of blob containers without one
+            raise UserError("the service gave no download URL for an output file (on a blob container?); read it there")
         # verify is passed on every call: a session-level value loses to REQUESTS_CA_BUNDLE in requests.
         try:
             with self._http.get(url, verify=self._verify, timeout=300, **options) as response:
@@ -120,3 +124,26 @@ class Watch:
                     shutil.copyfileobj(response.raw, handle)
             except OSError as error:
                 raise UserError(f"cannot write {destination}: {error.strerror or error}") from error
+
+    def job_or_none(self, ids: dict[str, str]) -> JobStatus | None:
+        """The job's state, None when it (or its workspace, experiment or group) does not exist."""
+        try:
+            return self.job(ids)
+        except ResourceNotFoundError:
+            return None
+
+    def tail(self, ids: dict[str, str], name: str, lines: int = 20, directory_id: str = STDOUTERR) -> str | None:
+        """The last `lines` lines of one file of a job's output directory (a ranged read of its end); None when
+        the file is not there."""
+        files = {f.path: f for f in self.output_files(ids, directory_id)}
+        file = files.get(name)
+        if file is None:
+            return None
+        offset = max(0, file.size - 16384)
+        text = self.read_from(file.url, offset).decode(errors="replace") if file.size else ""
+        kept = text.splitlines()[1:] if offset else text.splitlines()  # the first line read may be cut
+        return "\n".join(kept[-lines:])
+
+    def begin_terminate(self, ids: dict[str, str]) -> Any:
+        """Asks the service to stop a queued or running job (POST terminate): the poller of that operation."""
+        return self.clients.batchai.jobs.begin_terminate(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"])

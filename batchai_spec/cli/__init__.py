@@ -11,7 +11,7 @@ import typer
 from typer._click.exceptions import ClickException
 from rich.markup import escape
 
-from batchai_spec.cli.app import app, console_err, state
+from batchai_spec.cli.app import PROG_NAME, app, console_err, state
 from batchai_spec.errors import UserError
 
 # Command modules register themselves on `app` when imported; one import line per module.
@@ -36,7 +36,8 @@ def main() -> None:
     """Entry point of the `batchai-spec` script: every user error ends in one message and its exit code."""
     try:
         # Without standalone mode, click returns the code of typer.Exit instead of exiting.
-        code = app(standalone_mode=False)
+        # The program's name, also under `python -m batchai_spec`: usage lines and shell completion use it.
+        code = app(prog_name=PROG_NAME, standalone_mode=False)
         if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130)
             _interrupted()
         if isinstance(code, int) and code:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from batchai_spec import __version__
 
@@ -21,11 +22,79 @@ state = GlobalState()
 console = Console(highlight=False, soft_wrap=True)
 console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-app = typer.Typer(
-    name="batchai-spec",
+PROG_NAME = "batchai-spec"
+
+
+class _HelpLayout:
+    """The help and usage lines of the command-line ecosystem: `SPEC`, not `{spec}`; flags without a `<bool>`."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # a flag takes no value: its type column stays empty (--help included)
+        return params
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        plain = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw + ("..." if param.nargs != 1 else "")
+                for piece in param.get_usage_pieces(ctx):
+                    plain[piece] = name if param.required else f"[{name}]"
+        return [plain.get(piece, piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class Command(_HelpLayout, TyperCommand):
+    pass
+
+
+COMPLETION_HELP = {
+    "--install-completion": "Install completion for the current shell, or for SHELL: bash, zsh, fish, powershell, pwsh.",
+    "--show-completion": "Print the completion script of the current shell, or of SHELL, to copy it or customize the installation.",
+}
+
+
+class Group(_HelpLayout, TyperGroup):
+    def get_params(self, ctx):
+        for param in self.params:
+            if param.opts and param.opts[0] in COMPLETION_HELP and param.metavar is None:
+                param.metavar, param.help = "[SHELL]", COMPLETION_HELP[param.opts[0]]
+        return super().get_params(ctx)
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        # `--show-completion bash` / `--install-completion zsh`: the shell named, or `Shell sh not supported.` and
+        # exit 1. Typer's own flags take no value: they detect the shell, and a name after them went unread.
+        for at, arg in enumerate(args[:-1]):
+            if arg in COMPLETION_HELP and not args[at + 1].startswith("-"):
+                option = next(param for param in self.params if arg in param.opts)
+                option.callback(ctx, option, args[at + 1])  # prints or installs the script, and exits
+            if not arg.startswith("-"):
+                break  # the command: what follows is its own
+        return super().parse_args(ctx, args)
+
+
+def examples(*described: tuple[str, str]) -> str:
+    """The Examples section that ends a command's --help (its epilog): (what it does, the command line) pairs."""
+    from rich.markup import escape
+
+    lines = [f"  {escape(what)}\n    [bold]{escape(command)}[/]" for what, command in described]
+    # The leading newline keeps the indentation: Typer dedents every line after the first by their common margin.
+    return "\n[bold]Examples[/]\n" + "\n".join(lines)
+
+
+class App(typer.Typer):
+    """A Typer whose commands lay out their help as `Command` does."""
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **settings):
+        return super().command(name, cls=cls or Command, **settings)
+
+
+app = App(
+    name=PROG_NAME,
+    cls=Group,
     help="Declarative provisioning of GPU training on Azure Batch AI: validate, plan, apply, destroy.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 

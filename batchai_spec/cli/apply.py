@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,9 +11,13 @@ import typer
 
 from typing import TYPE_CHECKING
 
-from batchai_spec.cli.app import app, console, console_err
+from batchai_spec.cli.app import app, console, console_err, examples
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
-from batchai_spec.cli.options import VarFileOption, VarOption
+from batchai_spec.cli.options import (
+    ClusterTimeoutOption, Duration, FormatOption, JobTimeoutOption, JsonOption, LockTimeoutOption, SpecArgument,
+    SpecOrPlanArgument, VarFileOption, VarOption, wants_json,
+)
+from batchai_spec.durations import elapsed, format_duration
 from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
@@ -25,20 +30,33 @@ if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
 
 EXIT_JOB_FAILED = 3
 
-AutoApproveOption = Annotated[bool, typer.Option("--auto-approve", "-y", help="Apply without asking for confirmation.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Emit JSON-lines events instead of human output.")]
-LockTimeoutOption = Annotated[
-    float, typer.Option("--lock-timeout", help="Seconds to wait for another apply or destroy of this spec.")
-]
+AutoApproveOption = Annotated[bool, typer.Option("--auto-approve", "-y", help="Go ahead without asking for confirmation.")]
 
 
-def _confirm(question: str, auto_approve: bool) -> None:
+def _confirm(plan: Plan, reporter: Reporter, auto_approve: bool, json_lines: bool) -> None:
+    """Terraform's question: what will happen, what it stops or deletes, then `Enter a value:`; only yes/y goes on.
+    Asked on stderr when stdout carries JSON lines."""
     if auto_approve:
         return
     if not sys.stdin.isatty():
         raise UserError("refusing to change anything without confirmation: no terminal to ask on; pass -y to approve")
-    if not typer.confirm(question, default=False):
-        raise UserError("cancelled; nothing was changed")
+    reporter.close()  # a live display, had one started, would draw over the question
+    if plan.operation == "destroy":
+        question = f"Do you really want to destroy the resources of {plan.spec_name}?"
+        consequence = "batchai-spec will destroy the resources described above. There is no undo."
+    else:
+        question = "Do you want to perform these actions?"
+        consequence = f"batchai-spec will perform the actions described above on {plan.target}."
+    lines = [question, f"  {consequence}", *(f"  Note: {note}." for note in plan.notes()), "  Only 'yes' or 'y' will be accepted to approve.", ""]
+    asking = console_err if json_lines else console
+    asking.print("\n".join(lines), markup=False, highlight=False)
+    try:
+        answer = asking.input("  Enter a value: ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("yes", "y"):
+        verb = "Destroy" if plan.operation == "destroy" else "Apply"
+        raise UserError(f"{verb} cancelled; nothing was changed")
 
 
 def _show_plan(plan: Plan, reporter: Reporter, json_lines: bool) -> None:
@@ -50,68 +68,104 @@ def _show_plan(plan: Plan, reporter: Reporter, json_lines: bool) -> None:
         console.print(render_text(plan))
 
 
-@app.command()
+@app.command(epilog=examples(
+    ("Apply without asking, with a template variable:", "batchai-spec apply specs/mnist-cntk.yaml -y --var epochs=2"),
+    ("Apply a plan saved and reviewed before:", "batchai-spec plan spec.yaml --out plan.json && batchai-spec apply plan.json"),
+    ("Re-run one job, following it for at most 2 hours:", "batchai-spec apply spec.yaml -y --replace job.quickstart/myjob --job-timeout 2h"),
+    ("Submit the jobs and return; JSON-lines events for a program:", "batchai-spec apply spec.yaml -y --no-wait --format json"),
+))
 def apply(
-    spec: Annotated[Path, typer.Argument(help="The spec file, or a plan saved with `plan --out`.", show_default=False)],
+    spec: SpecOrPlanArgument,
     var: VarOption = None,
     var_file: VarFileOption = None,
     auto_approve: AutoApproveOption = False,
     target: Annotated[Optional[list[str]], typer.Option("--target", metavar="ADDRESS", help="Apply only this address and what it needs.")] = None,
     replace: Annotated[Optional[list[str]], typer.Option("--replace", metavar="ADDRESS", help="Replace this resource (re-run a job).")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the jobs are submitted.")] = False,
-    download: Annotated[Optional[Path], typer.Option("--download", help="Download the jobs' output files here.")] = None,
-    cluster_timeout: Annotated[float, typer.Option("--cluster-timeout", help="Seconds to wait for a cluster's nodes.")] = 1800,
-    job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds to follow a job before returning.")] = 7 * 24 * 3600,
-    lock_timeout: LockTimeoutOption = 0,
+    download: Annotated[Optional[Path], typer.Option("--download", metavar="DIR", help="Download the jobs' output files here.")] = None,
+    cluster_timeout: ClusterTimeoutOption = Duration(1800),
+    job_timeout: JobTimeoutOption = Duration(7 * 24 * 3600),
+    lock_timeout: LockTimeoutOption = Duration(0),
+    output_format: FormatOption = None,
     json_lines: JsonOption = False,
     backend: BackendOption = "local",
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
     """Make the live state match the spec, then run its training jobs to their end."""
-    from batchai_spec.plan.saved import check_still_valid, is_saved_plan, load_saved_plan
+    json_lines = wants_json(json_lines, output_format)
+    from batchai_spec.cli.options import parse_vars
+    from batchai_spec.plan.saved import check_still_valid, check_withheld_given, is_saved_plan, load_saved_plan
     from batchai_spec.ui.reporters import make_reporter
 
     saved = load_saved_plan(spec) if is_saved_plan(spec) else None
     if saved is not None:
+        check_withheld_given(saved, parse_vars(var), spec)
         spec_path, replace, target = saved.spec_path, list(saved.replace), list(saved.only)
     else:
         spec_path = spec
-    session = open_session(spec_path, var, var_file, backend, state_dir, parallelism)
+    session = open_session(
+        spec_path, var, var_file, backend, state_dir, parallelism, saved_variables=saved.variables if saved else None
+    )
     reporter = make_reporter(console, json_lines=json_lines)
     try:
-        with _locked(session, "apply", lock_timeout):
+        # The lock covers following the jobs too: a second apply or destroy must not delete a job someone follows.
+        with _locked(session, "apply", lock_timeout) as lock:
             plan, observed = session.plan(replace=replace or (), only=target or ())
             if saved is not None:
                 check_still_valid(saved, plan, spec)
             _show_plan(plan, reporter, json_lines)
             executor = _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, parallelism)
             if plan.has_changes:
-                _confirm("Apply these changes?", auto_approve or saved is not None)
+                _confirm(plan, reporter, auto_approve or saved is not None, json_lines)
                 executor.run()
-        jobs = [session.graph.resources[address] for address in _jobs_to_follow(plan, observed, executor.created_jobs)]
-        failed = _follow_jobs(executor.waits, jobs, reporter, no_wait=no_wait, download=download, spec=spec_path)
+            jobs = [session.graph.resources[address] for address in executor.created_jobs]
+            earlier = [session.graph.resources[address] for address in _left_running(plan, observed)]
+            if jobs or earlier:
+                lock.note(f"following {', '.join(job.address for job in [*jobs, *earlier])}")
+            for job in earlier:
+                started = observed[job.address].meta.get("started")
+                ago = f", started {elapsed(time.time() - started)} ago" if started else ""
+                reporter.emit("message", text=f"{job.address}: following the run an earlier apply submitted{ago}")
+            failed = _follow_jobs(session, executor.waits, [*jobs, *earlier], reporter, no_wait=no_wait, download=download)
     finally:
         reporter.close()
-    if not json_lines and plan.has_changes:
-        console.print(f"Apply complete: {plan.summary().removeprefix('Plan: ')}")
     if failed:
-        raise UserError(f"{', '.join(failed)} failed (see the end of stderr above)", exit_code=EXIT_JOB_FAILED)
+        # Terraform's way: the changes were made, but the apply is not complete; no success line before the error.
+        done = f"; the changes were applied ({_resources(plan)})" if plan.has_changes else ""
+        raise UserError(f"{'; '.join(failed)}{done}", exit_code=EXIT_JOB_FAILED)
+    if not json_lines and plan.has_changes:
+        console.print(f"Apply complete! Resources: {_resources(plan)}.", style="bold green")
 
 
-@app.command()
+def _resources(plan: Plan) -> str:
+    from batchai_spec.plan.model import Action
+
+    return (
+        f"{plan.count(Action.CREATE)} added, {plan.count(Action.UPDATE)} changed, "
+        f"{plan.count(Action.REPLACE)} replaced, {plan.count(Action.DELETE)} destroyed"
+    )
+
+
+@app.command(epilog=examples(
+    ("Show what would be deleted, then ask:", "batchai-spec destroy specs/mnist-cntk.yaml"),
+    ("Without asking, waiting up to 5 minutes for a running apply:", "batchai-spec destroy spec.yaml -y --lock-timeout 5m"),
+    ("JSON-lines events for a program:", "batchai-spec destroy spec.yaml -y --format json"),
+))
 def destroy(
-    spec: Annotated[Path, typer.Argument(help="The spec file.", show_default=False)],
+    spec: SpecArgument,
     var: VarOption = None,
     var_file: VarFileOption = None,
     auto_approve: AutoApproveOption = False,
-    lock_timeout: LockTimeoutOption = 0,
+    lock_timeout: LockTimeoutOption = Duration(0),
+    output_format: FormatOption = None,
     json_lines: JsonOption = False,
     backend: BackendOption = "local",
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
     """Delete what the spec created, children first; nothing it did not create."""
+    json_lines = wants_json(json_lines, output_format)
     from batchai_spec.plan.model import Action
     from batchai_spec.ui.reporters import make_reporter
 
@@ -130,12 +184,12 @@ def destroy(
                     console.print("Nothing to destroy.")
                 return
             _show_plan(plan, reporter, json_lines)
-            _confirm("Destroy these resources?", auto_approve)
+            _confirm(plan, reporter, auto_approve, json_lines)
             _executor(session, plan, observed, reporter, 1800, 3600, parallelism).run()
     finally:
         reporter.close()
     if not json_lines:
-        console.print(f"Destroy complete: {plan.count(Action.DELETE)} destroyed.")
+        console.print(f"Destroy complete! Resources: {plan.count(Action.DELETE)} destroyed.", style="bold green")
 
 
 def _locked(session: Session, command: str, timeout: float):
@@ -143,7 +197,7 @@ def _locked(session: Session, command: str, timeout: float):
     from batchai_spec.engine.lock import SpecLock
 
     def say_waiting(holder: str) -> None:
-        console_err.print(f"Waiting up to {timeout:.0f}s for the lock held by {holder}…", soft_wrap=True, markup=False)
+        console_err.print(f"Waiting up to {format_duration(timeout)} for the lock held by {holder}…", soft_wrap=True, markup=False)
 
     return SpecLock(session.choice.lock_dir, session.loaded.spec.name, command, timeout=timeout, on_wait=say_waiting)
 
@@ -159,46 +213,80 @@ def _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, p
     return Executor(plan, session.graph, observed, changes, waits, reporter, parallelism=parallelism)
 
 
-def _jobs_to_follow(plan: Plan, observed: dict, created: list[str]) -> list[str]:
-    """The jobs this apply submitted, and those of the plan an earlier apply (interrupted, or --no-wait) left
-    queued or running: applying again follows them to their end instead of saying nothing."""
+def _left_running(plan: Plan, observed: dict) -> list[str]:
+    """The jobs of the plan an earlier apply (interrupted, or --no-wait) left queued or running: applying again
+    follows them to their end instead of saying nothing."""
     from batchai_spec.plan.model import Action
 
-    left_running = [
+    return [
         change.address
         for change in plan.changes
         if change.kind == "job"
         and change.action is Action.NO_OP
         and observed[change.address].meta.get("execution_state") in ("queued", "running")
     ]
-    return [*created, *left_running]
 
 
 def _follow_jobs(
-    waits: Waits, jobs: list[Resource], reporter: Reporter, *, no_wait: bool, download: Path | None, spec: Path
+    session: Session, waits: Waits, jobs: list[Resource], reporter: Reporter, *, no_wait: bool, download: Path | None
 ) -> list[str]:
+    """Each job to its end: its logs (one job) or states (several), its output files and where they are; what
+    failed, said once."""
     if not jobs:
         return []
+    spec = session.loaded.path
     if no_wait:
         for job in jobs:
-            reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {job.ids['experiment']}/{job.ids['job']} -f`")
+            reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {_name(job)} -f`")
         return []
     from batchai_spec.azure.errors import service_call
     from batchai_spec.ui.reporters import service_errors
 
+    stream_logs = len(jobs) == 1
     failed = []
     for job in jobs:
         with service_call(job.address, "following"):
-            status = waits.follow_job(job, stream_logs=len(jobs) == 1)
+            status = waits.follow_job(job, stream_logs=stream_logs)
             files = waits.outputs(job, status.output_directory_ids)
             for file in files:
                 reporter.emit("message", text=f"  {job.address}: {file.directory_id}/{file.path} ({file.size:,} bytes)")
+            for line in _where_outputs_are(session, job, status.run_id):
+                reporter.emit("message", text=line)
             if download is not None:
                 waits.watch.download(files, download / job.ids["experiment"] / job.ids["job"])
                 reporter.emit("message", text=f"{job.address}: {len(files)} output files downloaded to {download / job.ids['experiment'] / job.ids['job']}")
+            else:
+                reporter.emit("message", text=f"Download them with: batchai-spec outputs {spec} {_name(job)} --download DIR")
             if status.execution_state != "succeeded":
-                failed.append(job.address)
                 errors = service_errors(status.errors)
-                tail = waits.stderr_tail(job)
-                reporter.emit("message", text=f"{job.address} failed ({errors or 'no error details'}); end of stderr:\n{tail}")
+                if any(error.get("code") == "JobTerminated" for error in status.errors):
+                    failed.append(f"{job.address} was cancelled ({errors})")
+                    continue
+                exit_code = "" if status.exit_code is None else f" with exit code {status.exit_code}"
+                summary = f"{job.address} failed{exit_code}" + (f" ({errors})" if errors else "")
+                if stream_logs:  # its stderr was shown as it was written
+                    failed.append(f"{summary}; its stderr is above")
+                else:
+                    tail = waits.watch.tail(job.ids, "stderr.txt") or ""
+                    reporter.emit("message", text=f"{summary}; end of stderr:\n{tail}")
+                    failed.append(f"{summary}; the end of its stderr is above")
     return failed
+
+
+def _name(job: Resource) -> str:
+    return f"{job.ids['experiment']}/{job.ids['job']}"
+
+
+def _where_outputs_are(session: Session, job: Resource, run_id: str | None) -> list[str]:
+    """Each output directory of the run (and its stdout/stderr) as a place on a file share."""
+    from batchai_spec.azure.runs import spec_layout
+    from batchai_spec.azure.watch import STDOUTERR
+
+    layout = spec_layout(session.graph, job, session.target.subscription_id)
+    if run_id is None or not layout.directories:
+        return []
+    lines = [f"{job.address}: outputs of run {run_id} on the file share:"]
+    for directory in sorted(layout.directories, key=lambda directory: directory.directory_id == STDOUTERR):  # models first
+        location = directory.prefix.join(layout.segment, run_id, directory.inside)
+        lines.append(f"  {directory.directory_id}: {location.share}/{location.path}")
+    return lines

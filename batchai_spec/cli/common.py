@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import typer
 
@@ -16,6 +16,7 @@ BackendOption = Annotated[
     str,
     typer.Option(
         "--backend",
+        metavar="local|azure",
         envvar="BATCHAI_SPEC_BACKEND",
         help="Where the spec lives: 'local' (the embedded emulator, default) or 'azure'.",
     ),
@@ -24,12 +25,13 @@ StateDirOption = Annotated[
     Optional[Path],
     typer.Option(
         "--state-dir",
+        metavar="DIR",
         envvar="BATCHAI_SPEC_STATE_DIR",
         help="State directory of the local emulator (default: .batchai-spec in the working directory).",
     ),
 ]
 ParallelismOption = Annotated[
-    int, typer.Option("--parallelism", min=1, max=64, help="Requests (and changes) in flight at once.")
+    int, typer.Option("--parallelism", metavar="N", min=1, max=64, help="Requests (and changes) in flight at once.")
 ]
 
 
@@ -42,10 +44,12 @@ def open_session(
     parallelism: int = 10,
     *,
     require_sources: bool = True,
+    saved_variables: Mapping[str, Any] | None = None,
 ) -> Session:
+    """`saved_variables`: those of a saved plan, under the command line's --var."""
     from batchai_spec.azure.target import choose_target
     from batchai_spec.cli.options import load_spec_from_cli
     from batchai_spec.session import Session
 
-    loaded = load_spec_from_cli(spec_path, var, var_file)
+    loaded = load_spec_from_cli(spec_path, var, var_file, saved_variables)
     return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism, require_sources=require_sources)

@@ -1,28 +1,34 @@
-"""Day-2 commands: `status`, `logs`, `outputs`, `force-unlock`."""
+"""Day-2 commands: `status`, `logs`, `outputs`, `cancel`, `force-unlock`."""
 
 from __future__ import annotations
 
 import json
+import time
+from datetime import timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from typing import TYPE_CHECKING
 
 from batchai_spec.cli.app import app, console
 from batchai_spec.cli.common import BackendOption, StateDirOption, open_session
-from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
+from batchai_spec.cli.options import FormatOption, JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
+from batchai_spec.cli.options import Duration, parse_duration
 from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
+    from batchai_spec.azure.runs import JobRun
+    from batchai_spec.azure.watch import JobStatus
     from batchai_spec.engine.waits import Waits
     from batchai_spec.graph import Resource
     from batchai_spec.observed import Observed
     from batchai_spec.session import Session
 
-JobArgument = Annotated[str, typer.Argument(help="The job: EXPERIMENT/JOB, or JOB when its name is unique.", show_default=False)]
+JobArgument = Annotated[str, typer.Argument(metavar="JOB", help="The job: EXPERIMENT/JOB, or JOB when its name is unique.", show_default=False)]
 
 
 def _job(session: Session, name: str) -> Resource:
@@ -37,12 +43,18 @@ def _job(session: Session, name: str) -> Resource:
 
 def _job_waits(spec, job, var, var_file, backend, state_dir) -> tuple[Resource, Waits]:
     """The job a day-2 command names, and the reads that follow it."""
+    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    return resource, waits
+
+
+def _open_job(spec, job, var, var_file, backend, state_dir) -> tuple[Session, Resource, Waits]:
+    """The session of a day-2 command, the job it names, and the reads that follow that job."""
     from batchai_spec.azure.watch import Watch
     from batchai_spec.engine.waits import Waits
     from batchai_spec.ui.reporters import PlainReporter
 
     session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
-    return _job(session, job), Waits(Watch(session.clients), PlainReporter())
+    return session, _job(session, job), Waits(Watch(session.clients), PlainReporter())
 
 
 def _details(live: Observed) -> tuple[str, str]:
@@ -62,6 +74,24 @@ def _details(live: Observed) -> tuple[str, str]:
     return "present", ""
 
 
+def _print_table(title: str | None, headers: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table with a box on a terminal; piped, plain columns two spaces apart (no box, no wrapped cells), for
+    grep and awk. The first column folds on a narrow terminal."""
+    if console.is_terminal:
+        table = Table(title=Text(title) if title else None)  # Text: names with [brackets] are not markup
+        for index, header in enumerate(headers):
+            table.add_column(header, overflow="fold" if index == 0 else "ellipsis")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+        return
+    if title:
+        console.out(title, highlight=False)
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    for line in (headers, *rows):
+        console.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip(), highlight=False)
+
+
 @app.command()
 def status(
     spec: SpecArgument,
@@ -69,9 +99,14 @@ def status(
     var_file: VarFileOption = None,
     backend: BackendOption = "local",
     state_dir: StateDirOption = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per resource instead of a table.")] = False,
+    output_format: FormatOption = None,
+    json_lines: JsonOption = False,
 ) -> None:
-    """A live table of every resource of the spec: its state, node counts, job states and exit codes."""
+    """A live table of every resource of the spec: its state, node counts, job states and exit codes.
+
+    With --format json: one JSON object per resource and line instead of the table.
+    """
+    json_lines = wants_json(json_lines, output_format)
     session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
     observed = session.observe()
     addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
@@ -86,14 +121,11 @@ def status(
         for row in rows:
             console.out(json.dumps(row), highlight=False)
         return
-    table = Table(title=f"{session.graph.spec_name} on {session.target.description}")
-    table.add_column("Address", overflow="fold")
-    for column in ("State", "Details", "Owned"):
-        table.add_column(column)
-    for row in rows:
-        owned = "yes" if row["owned"] else ("no" if row["exists"] else "")
-        table.add_row(row["address"], row["state"], row["details"], owned)
-    console.print(table)
+    cells = [
+        [row["address"], row["state"], row["details"], "yes" if row["owned"] else ("no" if row["exists"] else "")]
+        for row in rows
+    ]
+    _print_table(f"{session.graph.spec_name} on {session.target.description}", ("Address", "State", "Details", "Owned"), cells)
 
 
 @app.command()
@@ -127,30 +159,146 @@ def logs(
 def outputs(
     spec: SpecArgument,
     job: JobArgument,
-    download: Annotated[Optional[Path], typer.Option("--download", help="Download the files into this directory.")] = None,
+    download: Annotated[Optional[Path], typer.Option("--download", metavar="DIR", help="Download the files into this directory.")] = None,
+    var: VarOption = None,
+    var_file: VarFileOption = None,
+    backend: BackendOption = "local",
+    state_dir: StateDirOption = None,
+    run: Annotated[
+        Optional[str],
+        typer.Option("--run", metavar="ID", help="The run to list and download: its id (a uuid) or a unique prefix of it. Default: the newest."),
+    ] = None,
+) -> None:
+    """A job's runs, newest first, and the files of one of them (--download copies them).
+
+    Every run still on the share is listed: a replaced job's earlier runs stay there, each in its own directory.
+    The files are those of the newest run (the live job's), or of --run: its output directories and stdouterr.
+    """
+    from batchai_spec.azure import runs as job_runs
+    from batchai_spec.azure.errors import service_call
+
+    session, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    clients, watch = session.clients, waits.watch
+    layout = job_runs.spec_layout(session.graph, resource, session.target.subscription_id)
+    with service_call(resource.address, "reading the outputs of"):
+        live, missing = job_runs.live_job(clients, resource.ids)
+        found = job_runs.list_runs(clients, layout, live)
+        if not found and missing is not None:
+            raise missing
+        selected = job_runs.select_run(found, run, resource.address)
+        if selected.live:
+            listed = waits.outputs(resource, tuple(directory.id for directory in live.output_directories or []))
+        else:
+            shared = job_runs.run_files(clients, layout, selected.run_id)
+    files = listed if selected.live else shared
+    _print_table(
+        f"Runs of {resource.address}, newest first",
+        ("Run", "Started", "State", "Exit code", "Bytes"),
+        [[r.run_id, _when(r), _run_state(r), _exit_code(r), f"{r.size:,}"] for r in found],
+    )
+    if layout.elsewhere:
+        console.out(f"(Runs are looked for on the spec's shares only: {', '.join(layout.elsewhere)} is on none.)", highlight=False)
+    console.out("", highlight=False)
+    ended = f", exit code {selected.exit_code}" if selected.exit_code is not None else ""
+    _print_table(
+        f"Files of run {selected.run_id} ({_run_state(selected)}{ended})",
+        ("Directory", "File", "Bytes"),
+        [[file.directory_id, file.path, f"{file.size:,}"] for file in files],
+    )
+    if download is not None:
+        with service_call(resource.address, "downloading the outputs of"):
+            if selected.live:
+                watch.download(listed, download)
+            else:
+                job_runs.download_run(clients, shared, download)
+        console.out(f"Downloaded {len(files)} files to {download}", highlight=False)
+
+
+def _when(run: JobRun) -> str:
+    """When a run started; for a run the tool has no record of, when its directory was made."""
+    moment = run.start if run.known else run.directory_time
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def _run_state(run: JobRun) -> str:
+    if not run.known:
+        return "unknown"
+    return (run.state or "?") + (f" ({', '.join(run.errors)})" if run.errors else "")
+
+
+def _exit_code(run: JobRun) -> str:
+    if not run.known:
+        return "unknown"
+    return "-" if run.exit_code is None else str(run.exit_code)
+
+
+def _ended(status: JobStatus) -> str:
+    from batchai_spec.ui.reporters import service_errors
+
+    exit_code = f", exit code {status.exit_code}" if status.exit_code is not None else ""
+    errors = f" ({service_errors(status.errors)})" if status.errors else ""
+    return f"{status.execution_state}{exit_code}{errors}"
+
+
+@app.command()
+def cancel(
+    spec: SpecArgument,
+    job: JobArgument,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", metavar="DURATION", parser=parse_duration, help="How long to wait for the job to stop: 90s, 5m... or seconds."),
+    ] = Duration(300),
     var: VarOption = None,
     var_file: VarFileOption = None,
     backend: BackendOption = "local",
     state_dir: StateDirOption = None,
 ) -> None:
-    """List (and download) the files of a job's output directories and of its stdouterr directory."""
-    from batchai_spec.azure.errors import service_call
+    """Stop a queued or running job; its logs and outputs are kept.
 
-    resource, waits = _job_waits(spec, job, var, var_file, backend, state_dir)
-    watch = waits.watch
-    with service_call(resource.address, "reading the outputs of"):
-        status = watch.job(resource.ids)
-        files = waits.outputs(resource, status.output_directory_ids)
-    table = Table(title=f"{resource.address} ({status.execution_state})")
-    for column in ("Directory", "File", "Bytes"):
-        table.add_column(column)
-    for file in files:
-        table.add_row(file.directory_id, file.path, f"{file.size:,}")
-    console.print(table)
-    if download is not None:
-        with service_call(resource.address, "downloading the outputs of"):
-            watch.download(files, download)
-        console.print(f"Downloaded {len(files)} files to {download}")
+    The service terminates the run; the end of its stdout and stderr and its final state are printed. The job
+    stays declared: the next apply takes the run as finished. Takes no lock, so it can stop the job that an apply
+    is following.
+    """
+    from batchai_spec.azure.errors import service_call
+    from batchai_spec.engine.retry import with_retries
+    from batchai_spec.engine.waits import FINISHED, LOG_FILES, Backoff
+
+    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    watch, ids, address = waits.watch, resource.ids, resource.address
+    with service_call(address, "cancelling"):
+        status = with_retries(lambda: watch.job_or_none(ids))
+        if status is None:
+            raise UserError(f"{address} does not exist: nothing to cancel")
+        if status.execution_state in FINISHED:
+            console.out(f"{address} already ended: {_ended(status)}. Nothing to cancel.", highlight=False)
+            return
+        console.out(f"Cancelling {address} ({status.execution_state})...", highlight=False)
+        deadline = time.monotonic() + timeout
+        poller = with_retries(lambda: watch.begin_terminate(ids))
+        poller.result(timeout=max(0.1, deadline - time.monotonic()))  # the operation ends once the job has stopped
+        backoff = Backoff(first=0.1, most=2.0)
+        while (status := with_retries(lambda: watch.job_or_none(ids))) is not None and status.execution_state not in FINISHED:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"{address} is still {status.execution_state} after {timeout:.0f}s; the service goes on stopping it: "
+                    f"see `batchai-spec status {spec}`"
+                )
+            backoff.wait()
+        if status is None:
+            raise UserError(f"{address} was deleted while it was being cancelled")
+        for name in LOG_FILES:
+            tail = with_retries(lambda n=name: watch.tail(ids, n))
+            if tail is not None:
+                console.out(f"==> {name} (last lines) <==", highlight=False)
+                console.out(tail or "(empty)", highlight=False)
+    cancelled = status.execution_state != "succeeded" and (
+        status.exit_code is None or any(error.get("code") == "JobTerminated" for error in status.errors)
+    )
+    if cancelled:
+        console.out(f"{address} was cancelled: {_ended(status)}.", highlight=False)
+    else:
+        console.out(f"{address} ended before it was cancelled: {_ended(status)}.", highlight=False)
+    console.out(f"Its logs and output files are kept: `batchai-spec outputs {spec} {ids['experiment']}/{ids['job']}`", highlight=False)
 
 
 @app.command("force-unlock")

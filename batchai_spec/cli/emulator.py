@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from batchai_spec.cli.app import app, console
+from batchai_spec.cli.app import App, Group, app, console
 from batchai_spec.errors import UserError
 
-emulator_app = typer.Typer(
+emulator_app = App(
+    cls=Group,
     help="Run the local Azure emulator (ARM, Azure Files, Batch AI) on 127.0.0.1.", no_args_is_help=True
 )
 app.add_typer(emulator_app, name="emulator")
@@ -19,10 +20,10 @@ app.add_typer(emulator_app, name="emulator")
 @emulator_app.command("serve")
 def serve_command(
     state_dir: Path = typer.Option(
-        ..., "--state-dir", help="Directory holding the emulator's state (created if missing)."
+        ..., "--state-dir", metavar="DIR", help="Directory holding the emulator's state (created if missing)."
     ),
     port: int = typer.Option(
-        0, "--port", min=0, max=65534, help="ARM port; Azure Files listens on the next one. 0: free ports."
+        0, "--port", metavar="PORT", min=0, max=65534, help="ARM port; Azure Files listens on the next one. 0: free ports."
     ),
 ) -> None:
     """Serve the emulator in the foreground until Ctrl-C or SIGTERM; clients find it through DIR/endpoint.json."""

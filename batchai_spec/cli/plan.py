@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from batchai_spec.cli.app import app, console
+from batchai_spec.cli.app import app, console, examples
 from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
-from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption
+from batchai_spec.cli.options import JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
 
 
 class PlanFormat(str, Enum):
@@ -20,13 +20,27 @@ class PlanFormat(str, Enum):
     markdown = "markdown"
 
 
-@app.command()
+PLAN_EXAMPLES = examples(
+    ("See what apply would change:", "batchai-spec plan specs/mnist-cntk.yaml"),
+    ("Save the plan, then apply exactly that plan:", "batchai-spec plan spec.yaml --out plan.json && batchai-spec apply plan.json"),
+    ("A plan to paste into a pull request:", "batchai-spec plan spec.yaml --format markdown > plan.md"),
+    ("In CI: exit 2 when there are changes, 0 when there are none:", "batchai-spec plan spec.yaml --detailed-exitcode"),
+)
+
+
+@app.command(epilog=PLAN_EXAMPLES)
 def plan(
     spec: SpecArgument,
     var: VarOption = None,
     var_file: VarFileOption = None,
-    output_format: Annotated[PlanFormat, typer.Option("--format", help="text, json or markdown.")] = PlanFormat.text,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan for `apply FILE`.")] = None,
+    output_format: Annotated[
+        Optional[PlanFormat],
+        typer.Option(
+            "--format", metavar="text|json|markdown", help="text (the default), json or markdown.", show_default=False
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE", help="Save the plan for `apply FILE`.")] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 without changes, 2 with changes, 1 on error.")
     ] = False,
@@ -41,6 +55,7 @@ def plan(
     parallelism: ParallelismOption = 16,
 ) -> None:
     """Show what `apply` would change, without changing anything."""
+    output_format = PlanFormat.json if wants_json(json_output, output_format) else output_format or PlanFormat.text
     from batchai_spec.plan.render_markdown import render_markdown
     from batchai_spec.plan.render_text import render_text
     from batchai_spec.plan.saved import save_plan
@@ -54,7 +69,10 @@ def plan(
     else:
         console.print(render_text(result))
     if out is not None:
-        save_plan(result, out, replace=replace or (), only=target or ())
+        save_plan(
+            result, out, replace=replace or (), only=target or (),
+            variables=session.loaded.variables, secrets=session.secret_values(),
+        )
         if output_format is PlanFormat.text:
             console.print(f"Saved the plan to {out}; apply it with: batchai-spec apply {out}")
     if detailed_exitcode and result.has_changes:

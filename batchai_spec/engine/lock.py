@@ -33,10 +33,11 @@ def describe_holder(path: Path) -> str:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return "an unknown holder"
-    return (
+    described = (
         f"{holder.get('command', '?')} by {holder.get('user', '?')}@{holder.get('host', '?')} "
         f"(pid {holder.get('pid', '?')}) since {holder.get('since', '?')}"
     )
+    return f"{described}, {holder['doing']}" if holder.get("doing") else described
 
 
 class SpecLock:
@@ -56,6 +57,7 @@ class SpecLock:
         self.timeout = timeout
         self.on_wait = on_wait
         self._handle = None
+        self._record: dict[str, object] = {}
 
     def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
         """Take the lock, waiting up to `timeout` seconds; `on_wait(holder)` is called once if it has to wait."""
@@ -84,22 +86,29 @@ class SpecLock:
                 handle.close()
                 continue
             self._handle = handle
-            handle.seek(0)
-            handle.truncate()
-            handle.write(
-                json.dumps(
-                    {
-                        "command": self.command,
-                        "user": getpass.getuser(),
-                        "host": socket.gethostname(),
-                        "pid": os.getpid(),
-                        "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "argv": sys.argv[1:2],
-                    }
-                )
-            )
-            handle.flush()
+            self._record = {
+                "command": self.command,
+                "user": getpass.getuser(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "argv": sys.argv[1:2],
+            }
+            self._write_record()
             return
+
+    def note(self, doing: str) -> None:
+        """What the holder does now ('following job.exp/train'), for the message of a command that waits or is
+        refused."""
+        if self._handle is not None:
+            self._record["doing"] = doing
+            self._write_record()
+
+    def _write_record(self) -> None:
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(json.dumps(self._record))
+        self._handle.flush()
 
     def release(self) -> None:
         if self._handle is not None:

@@ -86,7 +86,8 @@ class Waits:
             if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
                 grew = self._stream(job, offsets, decoders)  # before the state line, so a job's last words come first
             if status.execution_state != last_state:
-                self.reporter.emit("job.state", address=job.address, state=status.execution_state)
+                started = status.start_time.timestamp() if status.start_time else None
+                self.reporter.emit("job.state", address=job.address, state=status.execution_state, started=started)
                 last_state = status.execution_state
             if status.execution_state in FINISHED:
                 self.reporter.emit(
@@ -122,14 +123,6 @@ class Waits:
                     self.reporter.emit("job.log", address=job.address, stream=stream, text=text)
                 grew = True
         return grew
-
-    def stderr_tail(self, job: Resource, lines: int = 20) -> str:
-        files = {f.path: f for f in self.watch.output_files(job.ids, STDOUTERR)}
-        file = files.get("stderr.txt")
-        if file is None:
-            return ""
-        data = self.watch.read_from(file.url, max(0, file.size - 16384))
-        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
     def outputs(self, job: Resource, directory_ids: tuple[str, ...]) -> list[OutputFile]:
         found: list[OutputFile] = []

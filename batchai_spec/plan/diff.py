@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, Iterable
 
+from batchai_spec.durations import elapsed
 from batchai_spec.errors import UserError
 from batchai_spec.graph import KINDS, Graph, Resource, prune
 from batchai_spec.observed import Observed
@@ -72,10 +74,28 @@ def _order(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
 def _live_fingerprint(observed: dict[str, Observed]) -> str:
     """Stable facts of the live state (not the moving ones: job execution, node counts)."""
     stable = {
-        address: [o.state, o.owned, o.meta.get("fingerprint"), o.meta.get("inputs_digest"), o.meta.get("salt")]
+        address: [
+            o.state, o.owned, o.meta.get("fingerprint"), o.meta.get("inputs_digest"), o.meta.get("salt"),
+            o.meta.get("run_id"),  # a saved plan that re-ran a job is stale once it has: plans are single-use
+        ]
         for address, o in sorted(observed.items())
     }
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _note_running_jobs(changes: Iterable[ResourceChange], observed: dict[str, Observed], now: float) -> None:
+    """A replaced or deleted job that is still queued or running loses its run: the plan says so plainly."""
+    for change in changes:
+        live = observed.get(change.address)
+        if change.kind != "job" or change.action not in (Action.REPLACE, Action.DELETE) or live is None:
+            continue
+        state = live.meta.get("execution_state")
+        if state not in _RUNNING_STATES:
+            continue
+        started = live.meta.get("started")
+        since = f" ({elapsed(now - started)})" if started and state != "queued" else ""
+        verb = "replacing" if change.action is Action.REPLACE else "deleting"
+        change.notes.append(f"{change.address} is {state}{since}: {verb} it stops the run")
 
 
 def _check_addresses(graph: Graph, observed: dict[str, Observed], addresses: Iterable[str], flag: str) -> None:
@@ -132,6 +152,7 @@ def build_plan(
     target: str,
     replace: Iterable[str] = (),
     only: Iterable[str] = (),
+    now: float | None = None,
 ) -> Plan:
     replace, only = set(replace), set(only)
     _check_addresses(graph, observed, replace, "--replace")
@@ -168,6 +189,7 @@ def build_plan(
     if only:
         selected = _with_dependencies(graph, only)
         changes = {address: change for address, change in changes.items() if address in selected}
+    _note_running_jobs(changes.values(), observed, time.time() if now is None else now)
     return Plan(graph.spec_name, spec_path, target, "apply", _order(changes.values()), _live_fingerprint(observed))
 
 
@@ -236,7 +258,9 @@ def _kept_containers(observed: dict[str, Observed]) -> dict[str, list[str]]:
     return kept
 
 
-def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path: str, target: str) -> Plan:
+def build_destroy_plan(
+    graph: Graph, observed: dict[str, Observed], *, spec_path: str, target: str, now: float | None = None
+) -> Plan:
     """Everything the spec owns, and nothing else; the resource group only if the spec allows it. What the spec
     owns but holds others' resources is kept (a no-op with the reason), since deleting it would delete them."""
     changes = []
@@ -258,4 +282,5 @@ def build_destroy_plan(graph: Graph, observed: dict[str, Observed], *, spec_path
         elif allowed:
             changes.append(ResourceChange(address, live.kind, Action.DELETE, [reason], before=live.state))
     ordered = sorted(changes, key=lambda c: (-_KIND_ORDER[c.kind], c.address))
+    _note_running_jobs(ordered, observed, time.time() if now is None else now)
     return Plan(graph.spec_name, spec_path, target, "destroy", ordered, _live_fingerprint(observed))

@@ -39,6 +39,9 @@ class ResourceChange:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     fields: list[FieldChange] = field(default_factory=list)
+    # What a person must know before approving (a running job stopped, outputs deleted). Facts of the moment, not
+    # of what the plan does: left out of the content fingerprint.
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,6 +65,9 @@ class Plan:
 
     def count(self, action: Action) -> int:
         return sum(1 for change in self.changes if change.action is action)
+
+    def notes(self) -> list[str]:
+        return [note for change in self.changes for note in change.notes]
 
     def summary(self) -> str:
         if not self.has_changes:
@@ -91,6 +97,6 @@ class Plan:
 
     def content_fingerprint(self) -> str:
         """What the plan does, independent of when it was computed: equal plans have equal fingerprints."""
-        changes = [change.to_json() for change in self.changes]
+        changes = [{**change.to_json(), "notes": None} for change in self.changes]
         encoded = json.dumps(changes, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:32]

@@ -47,7 +47,7 @@ def change_lines(change: ResourceChange) -> list[tuple[str, str]]:
     headline = f"# {change.address} {HEADLINES[change.action]}"
     if change.reasons:
         headline += f" ({'; '.join(change.reasons)})"
-    lines = [("bold", headline), (style, f"{symbol} {change.address}")]
+    lines = [("bold", headline), *(("bold red", f"# {note}") for note in change.notes), (style, f"{symbol} {change.address}")]
     if change.action is Action.CREATE:
         lines += [("green", f"    + {path} = {value(item)}") for path, item in flatten(change.after)]
     elif change.action is Action.DELETE:

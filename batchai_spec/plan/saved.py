@@ -1,6 +1,8 @@
 """Saved plans (`plan --out`): what was reviewed, applied later only while the live state still matches it.
 
-The file holds no secret: apply re-reads the spec (with the same --var/--var-file), plans again and compares.
+The file holds no secret: apply re-reads the spec with the template variables saved in it (a variable whose value
+feeds a secret is withheld, and must be given again), plans again and compares. A plan is single-use: applying it
+changes the live state it was computed from (a re-run job is another run), so a second apply finds it stale.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from batchai_spec.errors import UserError
 from batchai_spec.plan.model import FORMAT_VERSION, Plan
@@ -23,14 +25,37 @@ class SavedPlan:
     only: tuple[str, ...]
     live_fingerprint: str
     content_fingerprint: str
+    variables: Mapping[str, Any]
+    # Variables whose values were not saved because they feed a secret: `apply FILE --var NAME=...` gives them.
+    withheld: tuple[str, ...]
 
 
-def save_plan(plan: Plan, path: Path, *, replace: Iterable[str], only: Iterable[str]) -> None:
+def _feeds_a_secret(value: Any, secrets: Iterable[str]) -> bool:
+    text = str(value)
+    # A short value (an epoch count) found inside a password is chance, not the password.
+    return any(text == secret or (len(text) >= 4 and text in secret) for secret in secrets)
+
+
+def save_plan(
+    plan: Plan,
+    path: Path,
+    *,
+    replace: Iterable[str],
+    only: Iterable[str],
+    variables: Mapping[str, Any] | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """`secrets`: the secret values of the spec, so that no variable holding one is written."""
+    secrets = [secret for secret in secrets if secret]
+    variables = dict(variables or {})
+    withheld = sorted(name for name, value in variables.items() if _feeds_a_secret(value, secrets))
     document = {
         "kind": KIND,
         # The spec's path in it is absolute: `apply FILE` may run in another directory than `plan --out FILE` did.
         "plan": plan.to_json(),
         "options": {"replace": sorted(replace), "target": sorted(only)},
+        "variables": {name: value for name, value in variables.items() if name not in withheld},
+        "withheld_variables": withheld,
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
 
@@ -56,14 +81,23 @@ def load_saved_plan(path: Path) -> SavedPlan:
             only=tuple(document["options"]["target"]),
             live_fingerprint=plan["live_fingerprint"],
             content_fingerprint=plan["content_fingerprint"],
+            variables=dict(document.get("variables", {})),
+            withheld=tuple(document.get("withheld_variables", ())),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"{path} is not a saved plan of batchai-spec {FORMAT_VERSION}: {error}") from error
 
 
+def check_withheld_given(saved: SavedPlan, given: Mapping[str, Any], path: Path) -> None:
+    missing = [name for name in saved.withheld if name not in given]
+    if missing:
+        flags = " ".join(f"--var {name}=..." for name in missing)
+        raise UserError(f"{path} was saved without the values that feed secrets: apply it with {flags}")
+
+
 def check_still_valid(saved: SavedPlan, fresh: Plan, path: Path) -> None:
     if fresh.live_fingerprint != saved.live_fingerprint or fresh.content_fingerprint() != saved.content_fingerprint:
         raise UserError(
-            f"plan is stale: the live state, the spec or its --var values changed since {path} was saved; "
-            "run `batchai-spec plan` again"
+            f"plan is stale: it was applied already, or the live state, the spec or its variables changed since "
+            f"{path} was saved; run `batchai-spec plan` again"
         )

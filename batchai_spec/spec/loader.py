@@ -28,6 +28,8 @@ class LoadedSpec:
     spec_dir: Path
     rendered: RenderedTemplate = field(repr=False)
     document: YamlDocument = field(repr=False)
+    # The template's `vars` (var files, then --var): a saved plan keeps them, so that `apply PLANFILE` needs none.
+    variables: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def location(self, loc: KeyPath) -> str:
         """`file:line:column` of the key path, e.g. ("experiments", 0, "jobs", 1) -> "specs/x.yaml:30:9"."""
@@ -69,7 +71,7 @@ def load_spec(
         raise validation_error_to_spec_error(
             error, Spec, lambda loc, at_key: _locate(str(path), rendered, document, loc, at_key=at_key)
         ) from None
-    return LoadedSpec(spec, path, spec_dir, rendered, document)
+    return LoadedSpec(spec, path, spec_dir, rendered, document, template_vars)
 
 
 def read_var_file(path: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Event sinks. The engine calls `emit(kind, **data)`; each reporter renders what it understands.
 
 Events: change.started/finished/failed/retry {address, operation}, upload.progress {address, done, total},
-cluster.waiting {address, allocation_state, counts}, job.state {address, state}, job.log {address, stream, text},
+cluster.waiting {address, allocation_state, counts}, job.state {address, state, started (epoch seconds of the run's
+start, when the service knows it)}, job.log {address, stream, text},
 job.finished {address, state, exit_code, seconds}, message {text, level}. None of them carries a secret.
 """
 
@@ -27,6 +28,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.text import Text
+
+from batchai_spec.durations import elapsed
 
 
 class Reporter(Protocol):
@@ -128,13 +131,17 @@ class _ActivityColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         if task.fields.get("state") is not None:
-            return Text.assemble(f"{task.fields['state']}  ", self._elapsed.render(task))
+            # A job's time counts from its start on the service (it may have started before this command did).
+            since = task.fields.get("since")
+            clock = Text(elapsed(time.time() - since), style="progress.elapsed") if since else self._elapsed.render(task)
+            return Text.assemble(f"{task.fields['state']}  ", clock)
         return Text(" ").join(column.render(task) for column in self._transfer)
 
 
 class RichReporter:
     """Live lines on a terminal: uploads with their bars, the cluster's nodes and each job's state with its time;
-    finished steps and job logs are printed above them."""
+    finished steps and job logs are printed above them. The live part starts with the first event, so that what is
+    printed or asked before (the plan, the confirmation) is drawn as it is, not under a live display."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -148,7 +155,7 @@ class RichReporter:
         )
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.progress.start()
+        self._started = False
 
     def _task(self, address: str, **fields: Any) -> Any:
         task = self._tasks.get(address)
@@ -158,6 +165,9 @@ class RichReporter:
 
     def emit(self, kind: str, **data: Any) -> None:
         with self._lock:
+            if not self._started:
+                self.progress.start()
+                self._started = True
             address = data.get("address", "")
             if kind == "upload.progress":
                 task = self._task(address, total=data["total"])
@@ -165,7 +175,8 @@ class RichReporter:
                 return
             if kind in ("cluster.waiting", "job.state"):
                 state = _describe(kind, data).removeprefix(f"{address}: ")
-                self.progress.update(self._task(address, total=None, state=state), state=state)
+                task = self._task(address, total=None, state=state, since=data.get("started"))
+                self.progress.update(task, state=state, since=data.get("started"))
             if kind in ("change.finished", "change.failed", "job.finished") and address in self._tasks:
                 self.progress.remove_task(self._tasks.pop(address))
             # Lines printed next are drawn with the live part as last rendered: render the change first.
@@ -181,7 +192,10 @@ class RichReporter:
                 self.progress.console.print(text, style=style, highlight=False, markup=False)
 
     def close(self) -> None:
-        self.progress.stop()
+        with self._lock:
+            if self._started:
+                self.progress.stop()
+                self._started = False
 
 
 def make_reporter(console: Console, *, json_lines: bool) -> Reporter:

@@ -306,11 +306,11 @@ class Project:
     def job(self) -> batchai_models.Job:
         return self.batchai.jobs.get(RESOURCE_GROUP, WORKSPACE, EXPERIMENT, JOB)
 
-    def wait_for_job(self, timeout_s: float = 60) -> batchai_models.Job:
-        """The job once it has ended (a killed CLI leaves it running in the emulator)."""
+    def wait_for_job(self, timeout_s: float = 60, states: tuple[str, ...] = ("succeeded", "failed")) -> batchai_models.Job:
+        """The job once it is in one of `states`: by default, once it has ended (a killed CLI leaves it running)."""
         deadline = time.monotonic() + timeout_s
         backoff = Backoff(first=0.05, most=1.0)
-        while (job := self.job()).execution_state not in ("succeeded", "failed"):
+        while (job := self.job()).execution_state not in states:
             assert time.monotonic() < deadline, f"the job is still {job.execution_state}"
             backoff.wait()
         return job

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.e2e.project import CLUSTER, Project, changes, model_bytes
+from tests.e2e.project import CLUSTER, JOB_NAME, Project, changes, model_bytes
+
+JOB_ADDRESS = f"job.{JOB_NAME}"
 
 
 def test_apply_from_nothing_runs_the_job_and_downloads_its_outputs(project: Project, tmp_path):
@@ -16,7 +18,7 @@ def test_apply_from_nothing_runs_the_job_and_downloads_its_outputs(project: Proj
     assert "job.exp/train: succeeded, exit code 0" in run.stdout
     for listed in (f"MODEL/model_0.dnn ({len(model_bytes(0))} bytes)", "stdouterr/stdout.txt", "stdouterr/stderr.txt"):
         assert f"job.exp/train: {listed}" in run.stdout
-    assert "Apply complete: 11 to add" in run.stdout
+    assert "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed." in run.stdout
     assert project.job().execution_state == "succeeded"
     job_dir = downloads / "exp" / "train"
     for epoch in range(3):
@@ -97,9 +99,52 @@ def test_a_saved_plan_is_applied_and_a_stale_one_refused(project: Project, tmp_p
     assert project.share_file("sample/test.txt") != b"|labels 1 0 |features 1 2 3\n"
 
 
-def test_a_failing_job_makes_apply_exit_3_with_the_end_of_its_stderr(project: Project):
+def test_a_failing_job_makes_apply_exit_3_with_its_stderr_once_and_no_success_line(project: Project):
     run = project.cli("apply", "-y", "--var", "exit_code=4", expect=3)
     assert "job.exp/train: failed, exit code 4" in run.stdout
-    assert "end of stderr:\nstand-in: no real training here" in run.stdout
-    assert "job.exp/train failed" in run.stderr
+    assert run.stdout.count("stand-in: no real training here") == 1
+    assert "Apply complete" not in run.output
+    (error,) = run.stderr.splitlines()
+    assert error.startswith("Error: job.exp/train failed with exit code 4 (JobFailed: ")
+    assert error.endswith("; its stderr is above; the changes were applied (11 added, 0 changed, 0 replaced, 0 destroyed)")
     assert project.job().execution_info.exit_code == 4
+
+
+def test_a_saved_plan_keeps_its_variables_and_is_applied_once(project: Project, tmp_path):
+    project.cli("apply", "-y")
+    saved = tmp_path / "rerun.plan"
+    gate = project.gate("open")
+    gate.touch()  # a job setting of its own, so that the job changes; open, so that it runs through
+    project.cli("plan", "--out", saved, "--var", f"job_gate={gate}", "--var", "vm_size=STANDARD_NC12")
+    # No --var here: the plan holds them, and applies the cluster size and the job it was reviewed with.
+    applied = project.cli("apply", "--json", target=saved)
+    assert changes(applied.plan()) == {f"cluster.{CLUSTER}": "replace", JOB_ADDRESS: "replace"}
+    assert project.cluster().vm_size.upper() == "STANDARD_NC12"
+    runs = project.job_runs()
+    assert len(runs) == 2
+
+    again = project.cli("apply", target=saved, expect=1)
+    assert "plan is stale: it was applied already" in again.stderr
+    assert project.job_runs() == runs
+
+
+def test_a_replaced_job_re_runs_once_per_saved_plan(project: Project, tmp_path):
+    project.cli("apply", "-y")
+    saved = tmp_path / "replace.plan"
+    project.cli("plan", "--out", saved, "--replace", JOB_ADDRESS)
+    project.cli("apply", target=saved)
+    assert len(project.job_runs()) == 2
+    project.cli("apply", target=saved, expect=1)
+    assert len(project.job_runs()) == 2
+
+
+def test_apply_ends_saying_where_the_outputs_are_and_how_to_get_them(project: Project):
+    run = project.cli("apply", "-y")
+    run_id = project.job().job_output_directory_path_segment.rsplit("/", 1)[-1]
+    lines = run.stdout.splitlines()
+    at = lines.index(f"job.exp/train: outputs of run {run_id} on the file share:")
+    segment = project.job().job_output_directory_path_segment
+    assert lines[at + 1 : at + 3] == [f"  MODEL: e2eshare/{segment}/outputs/Models", f"  stdouterr: e2eshare/{segment}/stdouterr"]
+    assert f"Download them with: batchai-spec outputs {project.spec} exp/train --download DIR" in lines
+    assert project.share_file(f"{segment}/outputs/Models/model_2.dnn") == model_bytes(2)
+    assert lines[-1] == "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed."

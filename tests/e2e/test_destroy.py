@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
@@ -52,3 +55,15 @@ def test_destroy_stops_a_running_job_first(project: Project):
     assert "job.exp/train: delete done" in run.stdout
     assert list(project.batchai.workspaces.list_by_resource_group(RESOURCE_GROUP)) == []
     assert project.cli("destroy", "-y", *gated).stdout.strip() == "Nothing to destroy."
+
+
+def test_destroy_names_the_job_outputs_that_deleting_the_share_deletes(project: Project):
+    project.cli("apply", "-y")
+    gate = project.gate("open")
+    gate.touch()
+    project.cli("apply", "-y", "--var", f"job_gate={gate}")  # a second run of the job, beside the first
+    planned = project.cli("plan", "--var", f"job_gate={gate}", "--format", "json")
+    assert json.loads(planned.stdout)["has_changes"] is False
+    run = project.cli("destroy", "-y")
+    note = re.search(r"# file_share\.e2eshare: deleting it deletes the outputs of 2 job runs, ([\d.]+) kB", run.stdout)
+    assert note, run.stdout

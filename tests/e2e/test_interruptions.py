@@ -87,9 +87,9 @@ def test_a_second_apply_fails_naming_the_holder_or_waits_for_it(project: Project
     assert event is not None, read
     refused = project.cli("apply", "-y", *gated, expect=1)
     assert f"(pid {holder.pid}) since 20" in refused.stderr and "locked by apply by" in refused.stderr
-    waiting = project.start("apply", "-y", "--json", "--lock-timeout", "120", *gated)
+    waiting = project.start("apply", "-y", "--json", "--lock-timeout", "2m", *gated)
     notice = waiting.stderr.readline()
-    assert notice.startswith("Waiting up to 120s for the lock held by apply by") and f"(pid {holder.pid})" in notice
+    assert notice.startswith("Waiting up to 2m for the lock held by apply by") and f"(pid {holder.pid})" in notice
     gate.touch()
     project.finish(holder, read)
     second = project.finish(waiting)
@@ -130,4 +130,41 @@ def test_ctrl_c_stops_with_exit_130_and_the_next_apply_finishes(project: Project
     gate.touch()
     project.cli("apply", "-y", *gated)
     project.wait_for_job()
+    project.assert_converged(*gated)
+
+
+def test_a_followed_job_is_never_deleted_by_a_second_apply_or_destroy(project: Project):
+    """Two terminals: the lock covers following the job, so the second command is refused, naming the holder and
+    what it does; the job runs to its end under the first."""
+    gate = project.gate("job")
+    gated = ("--var", f"job_gate={gate}")
+    follower = project.start("apply", "-y", "--json", *gated)
+    read, event = read_until(follower, lambda e: e["event"] == "job.state" and e["state"] == "running")
+    assert event is not None, read
+    for command, args in (("apply", ("-y", *gated, "--var", "exit_code=2")), ("destroy", ("-y",))):
+        refused = project.cli(command, *args, expect=1)
+        assert f"locked by apply by" in refused.stderr and f"(pid {follower.pid})" in refused.stderr
+        assert "following job.exp/train" in refused.stderr
+    assert project.job().execution_state == "running"
+    gate.touch()
+    followed = project.finish(follower, read)
+    (finished,) = followed.events_of("job.finished")
+    assert finished["state"] == "succeeded"
+    project.assert_converged(*gated)
+
+
+def test_apply_follows_a_run_left_running_and_says_since_when(project: Project):
+    gate = project.gate("job")
+    gated = ("--var", f"job_gate={gate}")
+    project.cli("apply", "-y", "--no-wait", *gated)
+    project.wait_for_job(states=("running",))
+    follower = project.start("apply", "-y", "--json", *gated)
+    read, event = read_until(follower, lambda e: e["event"] == "message" and "earlier apply" in e["text"])
+    assert event is not None, read
+    assert event["text"].startswith("job.exp/train: following the run an earlier apply submitted, started ")
+    read_more, state = read_until(follower, lambda e: e["event"] == "job.state")
+    started = project.job().execution_info.start_time.timestamp()
+    assert state["started"] == started, "the time shown counts from the run's start, not from this command's"
+    gate.touch()
+    project.finish(follower, read + read_more)
     project.assert_converged(*gated)

@@ -248,3 +248,41 @@ def test_a_file_named_only_in_a_command_line_is_an_input_of_the_job(tmp_path):
     spec.write_text(text.replace("$AZ_BATCHAI_INPUT_CODE/train.py", "$AZ_BATCHAI_MOUNT_ROOT/share/code/train.py"))
     graph = build_graph(load_spec(spec), SUBSCRIPTION)
     assert graph.resources["job.exp/job0"].extra["input_files"] == ("file.share/code/train.py",)
+
+
+def test_a_running_job_that_a_change_stops_is_named_with_its_time(tmp_path):
+    graph = build_graph(load_spec(write_spec(tmp_path, jobs=2)), SUBSCRIPTION)
+    observed = converged(graph)
+    observed["job.exp/job0"].meta.update(execution_state="running", started=1_000.0)
+    observed["job.exp/job1"].meta.update(execution_state="queued")
+    replace = ["job.exp/job0", "job.exp/job1"]
+    plan = build_plan(graph, observed, spec_path="s", target="t", replace=replace, now=1_312.0)
+    assert plan.notes() == [
+        "job.exp/job0 is running (5m12s): replacing it stops the run",
+        "job.exp/job1 is queued: replacing it stops the run",
+    ]
+    assert "# job.exp/job0 is running (5m12s): replacing it stops the run" in render_text(plan).plain
+    assert "> [!WARNING]\n> - job.exp/job0 is running (5m12s): replacing it stops the run\n> - job.exp/job1" in render_markdown(plan)
+    later = build_plan(graph, observed, spec_path="s", target="t", replace=replace, now=9_999.0)
+    assert later.content_fingerprint() == plan.content_fingerprint(), "a saved plan is not stale because time passed"
+    destroy = build_destroy_plan(graph, observed, spec_path="s", target="t", now=1_312.0)
+    assert "job.exp/job0 is running (5m12s): deleting it stops the run" in destroy.notes()
+    observed["job.exp/job0"].meta["execution_state"] = "succeeded"
+    assert build_plan(graph, observed, spec_path="s", target="t", replace=["job.exp/job0"]).notes() == []
+
+
+def test_a_saved_plan_keeps_its_variables_except_those_that_feed_a_secret(tmp_path):
+    from batchai_spec.plan.saved import check_withheld_given, load_saved_plan, save_plan
+
+    graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
+    plan = build_plan(graph, absent(graph), spec_path="s", target="t")
+    path = tmp_path / "saved.plan"
+    variables = {"epochs": "3", "pw": "hunter2-secret", "pw_part": "hunter2", "lr": 0.1}
+    save_plan(plan, path, replace=(), only=(), variables=variables, secrets=["prefix-hunter2-secret"])
+    assert "hunter2" not in path.read_text()
+    saved = load_saved_plan(path)
+    assert saved.variables == {"epochs": "3", "lr": 0.1}
+    assert saved.withheld == ("pw", "pw_part")
+    with pytest.raises(UserError, match=r"saved without the values that feed secrets: apply it with --var pw=\.\.\. --var pw_part=\.\.\."):
+        check_withheld_given(saved, {}, path)
+    check_withheld_given(saved, {"pw": "x", "pw_part": "y"}, path)

@@ -1,0 +1,486 @@
+"""A job's runs on its file shares: each run (one job incarnation) writes into its own uuid directory,
+`{prefix}/{sub}/{rg}/workspaces/{ws}/experiments/{exp}/jobs/{job}/{uuid}/` (`stdouterr/`, `outputs/{suffix}/`), and
+that directory stays on the share when the job is replaced or deleted. This module finds those runs, lists and
+downloads their files through the Azure Files SDK (no SAS needed), records a run's end on its directory (metadata)
+before the tool deletes its job, and counts what a share holds of runs, for destroy to warn before it deletes one.
+
+The live job (if any) is the newest run; earlier runs have no job object any more: what is known of them is what
+`record_run` wrote on their directory when the tool deleted their job, or else only the directory's time.
+No CLI here: the commands are in `batchai_spec/cli/day2.py`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urlparse
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.mgmt.batchai import models as batchai_models
+
+from batchai_spec.azure.clients import Clients
+from batchai_spec.azure.watch import STDOUTERR
+from batchai_spec.errors import UserError
+from batchai_spec.graph import Graph, Resource, share_path
+
+# Directory metadata a run's uuid directory gets when the tool deletes its job (Azure metadata names are C#
+# identifiers: letters, digits and underscores).
+EXIT_CODE_METADATA = "batchaispec_exit_code"
+STATE_METADATA = "batchaispec_state"
+START_METADATA = "batchaispec_start"
+END_METADATA = "batchaispec_end"
+ERROR_METADATA = "batchaispec_error"  # the code of the service's first error (JobTerminated, JobFailed...)
+
+OUTPUTS = "outputs"
+# The uuid the service names each run's directory with.
+_RUN_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class ShareLocation:
+    """A directory of a file share: `path` inside the share, '' for its root."""
+
+    resource_group: str  # the storage account's
+    account: str
+    share: str
+    path: str
+
+    def join(self, *parts: str) -> ShareLocation:
+        path = "/".join(part.strip("/") for part in (self.path, *parts) if part.strip("/"))
+        return replace(self, path=path)
+
+    def __str__(self) -> str:
+        return f"{self.share}/{self.path}" if self.path else self.share
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """One output directory of a job (or `stdouterr`): in each run at `prefix/segment/{uuid}/inside`."""
+
+    directory_id: str
+    prefix: ShareLocation  # where the directory's path prefix lies on the share
+    inside: str  # 'stdouterr', 'outputs' or 'outputs/SUFFIX'
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Where the runs of one job lie. `segment` is `{sub}/{rg}/workspaces/{ws}/experiments/{exp}/jobs/{job}`,
+    the service's `jobOutputDirectoryPathSegment` without the run's uuid."""
+
+    address: str
+    segment: str
+    directories: tuple[RunDirectory, ...]
+    # Prefixes of the job that are on no share of the spec (external shares, blob containers, file servers).
+    elsewhere: tuple[str, ...] = ()
+
+    @property
+    def roots(self) -> tuple[ShareLocation, ...]:
+        """The directories holding one uuid directory per run, each once."""
+        return tuple(dict.fromkeys(directory.prefix.join(self.segment) for directory in self.directories))
+
+
+@dataclass(frozen=True)
+class JobRun:
+    run_id: str
+    start: datetime | None
+    end: datetime | None
+    state: str | None  # None: unknown (no record and no job)
+    exit_code: int | None
+    errors: tuple[str, ...] = ()
+    recorded: bool = False  # `record_run` wrote its end on its directory
+    live: bool = False  # the run of the job that exists now
+    size: int = 0  # bytes of its files on the spec's shares
+    directory_time: datetime | None = None  # when its directory was made, for runs without a record
+
+    @property
+    def time(self) -> datetime | None:
+        """When it started, as far as is known."""
+        return self.start or self.directory_time or self.end
+
+    @property
+    def known(self) -> bool:
+        return self.live or self.recorded
+
+
+@dataclass(frozen=True)
+class RunFile:
+    directory_id: str  # an output directory id, 'stdouterr', or '.' for a file in neither (path: in the run)
+    path: str  # relative to that directory
+    size: int
+    location: ShareLocation  # the file itself
+
+
+# -- layouts ------------------------------------------------------------------------------------------------------
+
+
+def segment_of(subscription_id: str, ids: dict[str, str]) -> str:
+    return (
+        f"{subscription_id}/{ids['resource_group']}/workspaces/{ids['workspace']}/experiments/{ids['experiment']}"
+        f"/jobs/{ids['job']}"
+    )
+
+
+def _directories(
+    prefixes: Iterable[tuple[str, str, str]], resolve: Callable[[str], ShareLocation | None]
+) -> tuple[tuple[RunDirectory, ...], tuple[str, ...]]:
+    found, elsewhere = [], []
+    for directory_id, prefix, inside in prefixes:
+        location = resolve(prefix)
+        if location is None:
+            elsewhere.append(prefix)
+        else:
+            found.append(RunDirectory(directory_id, location, inside))
+    return tuple(found), tuple(dict.fromkeys(elsewhere))
+
+
+def _job_prefixes(stdouterr_prefix: str | None, outputs: Iterable[Any]) -> list[tuple[str, str, str]]:
+    """(directory id, path prefix, place inside a run's directory) of stdouterr and each output directory."""
+    prefixes = [(STDOUTERR, stdouterr_prefix, STDOUTERR)] if stdouterr_prefix else []
+    for output in outputs:
+        suffix = (_get(output, "path_suffix") or "").strip("/")
+        prefixes.append((_get(output, "id"), _get(output, "path_prefix"), posixpath.join(OUTPUTS, suffix) if suffix else OUTPUTS))
+    return prefixes
+
+
+def _get(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def spec_layout(graph: Graph, job: Resource, subscription_id: str) -> JobLayout:
+    """The layout of a job of the spec, its prefixes resolved with the spec's mounts (the graph's mount tables)."""
+    shares = {resource.ids["share"]: resource.ids for resource in graph.by_kind("file_share")}
+
+    def resolve(prefix: str) -> ShareLocation | None:
+        on_share = share_path(prefix, job.extra.get("mounts", {}))
+        if on_share is None or on_share[0] not in shares:
+            return None
+        ids = shares[on_share[0]]
+        return ShareLocation(ids["resource_group"], ids["account"], ids["share"], on_share[1])
+
+    body = job.desired or {}
+    directories, elsewhere = _directories(
+        _job_prefixes(body.get("std_out_err_path_prefix"), body.get("output_directories", [])), resolve
+    )
+    return JobLayout(job.address, segment_of(subscription_id, job.ids), directories, elsewhere)
+
+
+def live_layout(
+    clients: Clients, job: batchai_models.Job, address: str, resource_group_of: Callable[[str], str | None]
+) -> tuple[JobLayout, str | None]:
+    """The layout of a live job from what the service holds (its prefixes, its cluster's and its own Azure File
+    mounts), for a job the spec may no longer declare; and the uuid of its run. Mounts of accounts whose resource
+    group `resource_group_of` does not know are left out (no key to reach them)."""
+    segment = (job.job_output_directory_path_segment or "").strip("/")
+    parent, _, run_id = segment.rpartition("/")
+    cluster_mounts = None
+    if job.cluster is not None and job.cluster.id:
+        parts = job.cluster.id.strip("/").split("/")
+        names = {key.lower(): value for key, value in zip(parts[::2], parts[1::2])}  # ARM ids ignore case
+        try:
+            cluster = clients.batchai.clusters.get(names["resourcegroups"], names["workspaces"], names["clusters"])
+            cluster_mounts = cluster.node_setup.mount_volumes if cluster.node_setup else None
+        except (ResourceNotFoundError, KeyError):
+            cluster_mounts = None
+    mounts = {
+        "AZ_BATCHAI_MOUNT_ROOT": _live_mount_table(cluster_mounts, resource_group_of),
+        "AZ_BATCHAI_JOB_MOUNT_ROOT": _live_mount_table(job.mount_volumes, resource_group_of),
+    }
+
+    def resolve(prefix: str) -> ShareLocation | None:
+        on_share = share_path(prefix, mounts)
+        return None if on_share is None else replace(on_share[0], path=on_share[1])
+
+    directories, elsewhere = _directories(_job_prefixes(job.std_out_err_path_prefix, job.output_directories or []), resolve)
+    return JobLayout(address, parent, directories, elsewhere), (run_id or None)
+
+
+def _live_mount_table(volumes: Any, resource_group_of: Callable[[str], str | None]) -> dict[str, ShareLocation]:
+    table = {}
+    for mount in (volumes.azure_file_shares or []) if volumes is not None else []:
+        share = urlparse(mount.azure_file_url or "").path.strip("/").split("/")[0]
+        resource_group = resource_group_of(mount.account_name)
+        if share and resource_group:
+            table[mount.relative_mount_path] = ShareLocation(resource_group, mount.account_name, share, "")
+    return table
+
+
+# -- reading the share --------------------------------------------------------------------------------------------
+
+
+def _directory(clients: Clients, location: ShareLocation):
+    share = clients.share_service(location.resource_group, location.account).get_share_client(location.share)
+    return share.get_directory_client(location.path)
+
+
+def _walk(clients: Clients, location: ShareLocation, relative: str = "") -> list[tuple[str, int]]:
+    """(path relative to `location`, size) of every file under it; [] when it is not there."""
+    found: list[tuple[str, int]] = []
+    try:
+        items = list(_directory(clients, location.join(relative)).list_directories_and_files())
+    except ResourceNotFoundError:
+        return found
+    for item in items:
+        path = posixpath.join(relative, item["name"]) if relative else item["name"]
+        if item["is_directory"]:
+            found += _walk(clients, location, path)
+        else:
+            found.append((path, item["size"] or 0))
+    return found
+
+
+def _subdirectories(clients: Clients, location: ShareLocation, *, timestamps: bool = False) -> list[Any]:
+    try:
+        options = {"include": ["timestamps"]} if timestamps else {}
+        return [item for item in _directory(clients, location).list_directories_and_files(**options) if item["is_directory"]]
+    except ResourceNotFoundError:
+        return []
+
+
+def _accounts_reachable(clients: Clients, layout: JobLayout) -> bool:
+    """Whether the shares' accounts still exist (their keys come from ARM)."""
+    try:
+        for root in layout.roots:
+            clients.share_service(root.resource_group, root.account)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+def live_job(clients: Clients, ids: dict[str, str]) -> tuple[batchai_models.Job | None, ResourceNotFoundError | None]:
+    """The job as the service has it, or (None, the service's answer) when it does not exist."""
+    try:
+        return clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]), None
+    except ResourceNotFoundError as missing:
+        return None, missing
+
+
+def live_run(job: batchai_models.Job | None) -> JobRun | None:
+    """What the live job says of its run."""
+    if job is None or not job.job_output_directory_path_segment:
+        return None
+    info = job.execution_info
+    return JobRun(
+        run_id=job.job_output_directory_path_segment.strip("/").rsplit("/", 1)[-1],
+        start=info.start_time if info else None,
+        end=info.end_time if info else None,
+        state=job.execution_state,
+        exit_code=info.exit_code if info else None,
+        errors=tuple(error.code for error in (info.errors or []) if error.code) if info else (),
+        live=True,
+        directory_time=job.creation_time,
+    )
+
+
+def _parse_time(value: datetime | str | None) -> datetime | None:
+    """A datetime (UTC when it names no zone) from the SDKs' datetimes or ISO 8601 text: the Files listings give
+    their timestamps as text with seven fraction digits (`2024-05-01T12:00:03.1234567Z`)."""
+    if isinstance(value, str):
+        text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip()).replace("Z", "+00:00")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _from_record(run_id: str, metadata: dict[str, str], directory_time: datetime | None) -> JobRun:
+    metadata = {key.lower(): value for key, value in (metadata or {}).items()}
+    recorded = STATE_METADATA in metadata
+    exit_code = metadata.get(EXIT_CODE_METADATA)
+    return JobRun(
+        run_id=run_id,
+        start=_parse_time(metadata.get(START_METADATA)),
+        end=_parse_time(metadata.get(END_METADATA)),
+        state=metadata.get(STATE_METADATA) if recorded else None,
+        exit_code=int(exit_code) if exit_code and exit_code.lstrip("-").isdigit() else None,
+        errors=(metadata[ERROR_METADATA],) if metadata.get(ERROR_METADATA) else (),
+        recorded=recorded,
+        directory_time=directory_time,
+    )
+
+
+def list_runs(clients: Clients, layout: JobLayout, job: batchai_models.Job | None) -> list[JobRun]:
+    """Every run of the job still on the spec's shares, and the live job's run (even before it has a directory),
+    newest first. A share or account that is gone holds no run."""
+    current = live_run(job)
+    if not _accounts_reachable(clients, layout):
+        return [current] if current else []
+    # run id -> (root, its listing entry) for each root that holds it
+    places: dict[str, list[tuple[ShareLocation, Any]]] = {}
+    for root in layout.roots:
+        for item in _subdirectories(clients, root, timestamps=True):
+            if _RUN_ID.match(item["name"]):
+                places.setdefault(item["name"].lower(), []).append((root, item))
+    if current is not None:
+        places.setdefault(current.run_id.lower(), [])
+
+    def describe(run_id: str) -> JobRun:
+        where = places[run_id]
+        size = sum(size for root, item in where for _, size in _walk(clients, root.join(item["name"])))
+        if current is not None and run_id == current.run_id.lower():
+            return replace(current, size=size)
+        metadata: dict[str, str] = {}
+        times = []
+        for root, item in where:
+            times.append(item.get("creation_time") or item.get("last_modified"))
+            try:
+                properties = _directory(clients, root.join(item["name"])).get_directory_properties()
+            except ResourceNotFoundError:
+                continue
+            metadata = metadata or dict(properties.metadata or {})
+            times.append(properties.get("creation_time") or properties.get("last_modified"))
+        known_times = [moment for moment in map(_parse_time, times) if moment is not None]
+        return replace(_from_record(where[0][1]["name"], metadata, min(known_times) if known_times else None), size=size)
+
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="runs") as pool:
+        runs = list(pool.map(describe, sorted(places)))
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(runs, key=lambda run: (run.live, run.time or oldest), reverse=True)
+
+
+def select_run(runs: list[JobRun], wanted: str | None, address: str) -> JobRun:
+    """The run `wanted` names (its uuid or a unique prefix of it), or the newest."""
+    if not runs:
+        raise UserError(f"{address} has no run: no job, and no run directory of it on the spec's shares")
+    if wanted is None:
+        return runs[0]
+    matches = [run for run in runs if run.run_id.lower().startswith(wanted.strip().lower())] if wanted.strip() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UserError(f"run {wanted!r} of {address} is ambiguous: it starts " + ", ".join(run.run_id for run in matches))
+    raise UserError(f"{address} has no run {wanted!r} (runs: " + ", ".join(run.run_id for run in runs[:10]) + ")")
+
+
+def run_files(clients: Clients, layout: JobLayout, run_id: str) -> list[RunFile]:
+    """The files of one run, walked on the share: each under the output directory (or stdouterr) it lies in;
+    a file in none of them (an output directory since removed from the spec) under '.' with its path in the run."""
+    found: list[RunFile] = []
+    for root in layout.roots:
+        run_directory = root.join(run_id)
+        # The deepest directory first: `outputs/Models` before a directory without suffix (`outputs`).
+        directories = sorted(
+            (d for d in layout.directories if d.prefix.join(layout.segment) == root), key=lambda d: -len(d.inside)
+        )
+        for relative, size in sorted(_walk(clients, run_directory)):
+            owner = next((d for d in directories if relative.startswith(d.inside + "/")), None)
+            directory_id, path = (owner.directory_id, relative[len(owner.inside) + 1:]) if owner else (".", relative)
+            found.append(RunFile(directory_id, path, size, run_directory.join(relative)))
+    return found
+
+
+def download_run(clients: Clients, files: list[RunFile], root: Path) -> None:
+    """Each file to root/DIRECTORY_ID/PATH, as `Watch.download` does; a name found on the share can never write
+    outside root."""
+    root = root.resolve()
+    for file in files:
+        destination = (root / file.directory_id / file.path).resolve()
+        if not destination.is_relative_to(root):
+            raise UserError(f"refusing to download {file.directory_id}/{file.path}: it leads outside {root}")
+        share = clients.share_service(file.location.resource_group, file.location.account).get_share_client(
+            file.location.share
+        )
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with destination.open("wb") as handle:
+                share.get_file_client(file.location.path).download_file().readinto(handle)
+        except OSError as error:
+            raise UserError(f"cannot write {destination}: {error.strerror or error}") from error
+
+
+# -- recording a run before its job is deleted ----------------------------------------------------------------------
+
+
+def run_record(job: batchai_models.Job) -> dict[str, str]:
+    """What is kept of a run on its directory: state, exit code, start and end (those known)."""
+    info = job.execution_info
+    record = {STATE_METADATA: job.execution_state or "unknown"}
+    codes = [re.sub(r"[^A-Za-z0-9_.-]", "", error.code or "") for error in (info.errors or [])] if info else []
+    if any(codes):
+        record[ERROR_METADATA] = next(code for code in codes if code)
+    if info is not None:
+        if info.exit_code is not None:
+            record[EXIT_CODE_METADATA] = str(info.exit_code)
+        if info.start_time is not None:
+            record[START_METADATA] = info.start_time.isoformat()
+        if info.end_time is not None:
+            record[END_METADATA] = info.end_time.isoformat()
+    return record
+
+
+def record_run(clients: Clients, layout: JobLayout, run_id: str, record: dict[str, str]) -> int:
+    """Set `record` as the metadata of the run's directory on each share root it has; a directory that is not
+    there (the job never started, or the share is gone) is skipped. Setting the same metadata again changes
+    nothing, so a retried delete may record again. Returns how many directories were recorded on."""
+    recorded = 0
+    for root in layout.roots:
+        try:
+            _directory(clients, root.join(run_id)).set_directory_metadata(record)
+            recorded += 1
+        except ResourceNotFoundError:
+            continue
+    return recorded
+
+
+# -- what a share holds of runs -------------------------------------------------------------------------------------
+
+# Below `{sub}`: `{rg}/workspaces/{ws}/experiments/{exp}/jobs/{job}/{uuid}`; None matches any name.
+_LAYOUT_BELOW_SUBSCRIPTION = (None, "workspaces", None, "experiments", None, "jobs", None)
+# A prefix is the path of a mount point inside the share: a few directories at most. Prefix levels are listed
+# breadth first, at most MAX_PREFIX_LISTINGS directories in all, so a share of many uploaded directories costs
+# a bounded number of requests.
+MAX_PREFIX_DEPTH = 2
+MAX_PREFIX_LISTINGS = 200
+
+
+def share_outputs(
+    clients: Clients, resource_group: str, account: str, share: str, subscription_id: str
+) -> tuple[int, int]:
+    """(job runs, their bytes) on a share: every `{prefix}/{sub}/{rg}/workspaces/*/experiments/*/jobs/*/{uuid}`
+    directory, with `{sub}` this subscription, any resource group (the runs of any job write there), and a prefix of
+    at most MAX_PREFIX_DEPTH directories (usually none: the share's root is the mount point). Below `{sub}` the walk
+    follows only the names the layout allows, so uploaded data is never walked (only listed, at the prefix levels);
+    the bytes are those of every file under each run directory. A share or account that is not there holds (0, 0)."""
+    root = ShareLocation(resource_group, account, share, "")
+    try:
+        clients.share_service(resource_group, account)
+    except ResourceNotFoundError:
+        return 0, 0
+    subscription_directories: list[ShareLocation] = []
+    level, listings = [root], 0
+    for depth in range(MAX_PREFIX_DEPTH + 1):
+        below = []
+        for directory in level[: MAX_PREFIX_LISTINGS - listings]:
+            listings += 1
+            for item in _subdirectories(clients, directory):
+                location = directory.join(item["name"])
+                if item["name"].lower() == subscription_id.lower():
+                    subscription_directories.append(location)
+                elif depth < MAX_PREFIX_DEPTH:
+                    below.append(location)
+        level = below
+    job_directories = subscription_directories
+    for expected in _LAYOUT_BELOW_SUBSCRIPTION:
+        job_directories = [
+            directory.join(item["name"])
+            for directory in job_directories
+            for item in _subdirectories(clients, directory)
+            if expected is None or item["name"].lower() == expected
+        ]
+    runs = [
+        directory.join(item["name"])
+        for directory in job_directories
+        for item in _subdirectories(clients, directory)
+        if _RUN_ID.match(item["name"])
+    ]
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="runs") as pool:
+        sizes = list(pool.map(lambda run: sum(size for _, size in _walk(clients, run)), runs))
+    return len(runs), sum(sizes)

@@ -1,0 +1,33 @@
+"""Running the command line in tests: as a user runs it (a subprocess), or only its parsing (in-process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).parents[2]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m batchai_spec ARGS` from the repository root, in a wide terminal without colour."""
+    environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "batchai_spec", *args],
+        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=120,
+    )
+
+
+def parsed(command: str, *args: str) -> dict[str, Any]:
+    """The values that `batchai-spec COMMAND ARGS` hands to the command's function: the real command line's
+    parsing and conversion, without running the command."""
+    from typer.main import get_command
+
+    from batchai_spec.cli import app
+
+    root = get_command(app)
+    with root.make_context("batchai-spec", [command]) as context:
+        with root.get_command(context, command).make_context(command, list(args), parent=context) as command_context:
+            return dict(command_context.params)
