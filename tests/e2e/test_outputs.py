@@ -65,3 +65,10 @@ def test_secrets_never_appear_in_outputs_plans_logs_or_files(project: Project, t
             for name, secret in SECRETS.items():
                 assert secret.encode() not in content, f"{name} is in {path}"
     assert json.loads(saved.read_text())["plan"]["has_changes"] is True
+
+
+def test_apply_and_destroy_with_format_json_print_json_lines_only(project: Project):
+    applied = project.cli("apply", "-y", "--target", f"resource_group.{RESOURCE_GROUP}", "--format", "json")
+    assert [event["event"] for event in applied.events()] == ["plan", "change.started", "change.finished"]
+    destroyed = project.cli("destroy", "-y", "--format", "json")
+    assert [event["text"] for event in destroyed.events_of("message")] == ["Nothing to destroy."]
