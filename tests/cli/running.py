@@ -31,3 +31,17 @@ def parsed(command: str, *args: str) -> dict[str, Any]:
     with root.make_context("batchai-spec", [command]) as context:
         with root.get_command(context, command).make_context(command, list(args), parent=context) as command_context:
             return dict(command_context.params)
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """main() in-process, as the console script runs it: (exit code, stdout, stderr)."""
+    from batchai_spec.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["batchai-spec", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

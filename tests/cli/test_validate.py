@@ -9,19 +9,14 @@ from pathlib import Path
 import pytest
 
 from batchai_spec.cli import main
+from tests.cli.running import run_main
 from tests.spec.sample import VALID_SPEC, edited, write_spec
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """main() in-process, as the console script runs it: (exit code, stdout, stderr with wrapping undone)."""
-    monkeypatch.setattr(sys, "argv", ["batchai-spec", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())
+    """main() in-process: (exit code, stdout, stderr with wrapping undone)."""
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    return code, out, " ".join(err.split())
 
 
 def test_validate_summarises_the_sample(monkeypatch, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from batchai_spec.cli import main
+from tests.cli.running import run_main
 from tests.spec.sample import VALID_SPEC, edited
 
 STDOUT_PREFIX = "std_out_err_path_prefix: $AZ_BATCHAI_MOUNT_ROOT/afs"
@@ -236,14 +236,7 @@ def run_validate(monkeypatch, capsys, directory: Path, text: str, files: dict[st
         (directory / relative).write_text(content)
     (directory / "spec.yaml").write_text(text, encoding="utf-8")
     monkeypatch.chdir(directory)
-    monkeypatch.setattr(sys, "argv", ["batchai-spec", "validate", "spec.yaml"])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(monkeypatch, capsys, "validate", "spec.yaml")
 
 
 def test_the_cases_are_distinct():
