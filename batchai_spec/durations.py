@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+LONGEST = 365 * 86400
 HINT = "give seconds (7200) or a number with a unit s, m, h or d (90s, 30m, 2h, 1h30m)"
 _NUMBER = r"\d+(?:\.\d+)?"
 _PART = re.compile(rf"({_NUMBER})([dhms])")
@@ -14,10 +15,14 @@ def parse_duration(text: str) -> float:
     """`"2h"` -> 7200, `"1h30m"` -> 5400, `"90"` and `"90s"` -> 90, `"1.5d"` -> 129600; ValueError otherwise."""
     value = text.strip().lower()
     if re.fullmatch(_NUMBER, value):
-        return float(value)
-    if value and re.fullmatch(rf"(?:{_NUMBER}[dhms])+", value):
-        return sum(float(number) * UNITS[unit] for number, unit in _PART.findall(value))
-    raise ValueError(f"{text!r} is not a duration: {HINT}")
+        seconds = float(value)
+    elif value and re.fullmatch(rf"(?:{_NUMBER}[dhms])+", value):
+        seconds = sum(float(number) * UNITS[unit] for number, unit in _PART.findall(value))
+    else:
+        raise ValueError(f"{text!r} is not a duration: {HINT}")
+    if not seconds <= LONGEST:  # NaN and infinity too; waits take at most this much
+        raise ValueError(f"{text!r} is longer than {format_duration(LONGEST)}, the longest wait there is")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

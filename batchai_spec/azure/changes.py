@@ -8,7 +8,7 @@ import secrets as random_tokens
 import threading
 from typing import Any, Callable
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 from azure.mgmt.storage import models as storage_models
 
@@ -294,7 +294,8 @@ class Changes:
             ).result()
 
     def _record_run(self, job: batchai_models.Job, ids: dict[str, str]) -> None:
-        """A run directory, share, account or cluster that is gone leaves nothing to record on: the delete goes on."""
+        """A run directory, share, account or cluster that is gone leaves nothing to record on, and a record the
+        share refuses is not worth keeping the job for: the delete goes on either way."""
 
         def resource_group_of(account: str) -> str | None:
             try:
@@ -302,7 +303,7 @@ class Changes:
             except KeyError:
                 return None
 
-        with already_gone():
+        with contextlib.suppress(HttpResponseError):  # ResourceNotFoundError included
             layout, run_id = runs.live_layout(
                 self.clients, job, f"job.{ids['experiment']}/{ids['job']}", resource_group_of
             )

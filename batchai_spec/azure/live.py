@@ -17,6 +17,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from batchai_spec.azure import normalize
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.errors import service_call
+from batchai_spec.azure.watch import run_id_of
 from batchai_spec.graph import Graph, Resource, canonical_location, prune
 from batchai_spec.observed import Observed
 from batchai_spec.ownership import (
@@ -223,8 +224,7 @@ class LiveReader:
                         "inputs_digest": internal.get(JOB_INPUTS_ENV),
                         "execution_state": job.execution_state,
                         "exit_code": info.exit_code if info else None,
-                        # Which run this is: a job created again under the same name is another run.
-                        "run_id": (job.job_output_directory_path_segment or "").rsplit("/", 1)[-1] or None,
+                        "run_id": run_id_of(job),
                         "started": info.start_time.timestamp() if info and info.start_time else None,
                     },
                 )

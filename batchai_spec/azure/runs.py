@@ -24,7 +24,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.azure.clients import Clients
-from batchai_spec.azure.watch import STDOUTERR
+from batchai_spec.azure.watch import STDOUTERR, run_id_of
 from batchai_spec.errors import UserError
 from batchai_spec.graph import Graph, Resource, share_path
 
@@ -266,7 +266,7 @@ def live_run(job: batchai_models.Job | None) -> JobRun | None:
         return None
     info = job.execution_info
     return JobRun(
-        run_id=job.job_output_directory_path_segment.strip("/").rsplit("/", 1)[-1],
+        run_id=run_id_of(job),
         start=info.start_time if info else None,
         end=info.end_time if info else None,
         state=job.execution_state,
@@ -328,22 +328,28 @@ def list_runs(clients: Clients, layout: JobLayout, job: batchai_models.Job | Non
         if current is not None and run_id == current.run_id.lower():
             return replace(current, size=size)
         metadata: dict[str, str] = {}
-        times = []
+        # The listing's creation times are precise; Last-Modified is whole seconds (two runs of one second would
+        # tie, and come out in any order), so it is the last resort.
+        precise, coarse = [item.get("creation_time") for _, item in where], []
         for root, item in where:
-            times.append(item.get("creation_time") or item.get("last_modified"))
             try:
                 properties = _directory(clients, root.join(item["name"])).get_directory_properties()
             except ResourceNotFoundError:
                 continue
             metadata = metadata or dict(properties.metadata or {})
-            times.append(properties.get("creation_time") or properties.get("last_modified"))
-        known_times = [moment for moment in map(_parse_time, times) if moment is not None]
+            precise.append(properties.get("creation_time"))
+            coarse += [item.get("last_modified"), properties.get("last_modified")]
+        known_times = [moment for moment in map(_parse_time, precise) if moment is not None] or [
+            moment for moment in map(_parse_time, coarse) if moment is not None
+        ]
         return replace(_from_record(where[0][1]["name"], metadata, min(known_times) if known_times else None), size=size)
 
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="runs") as pool:
         runs = list(pool.map(describe, sorted(places)))
     oldest = datetime.min.replace(tzinfo=timezone.utc)
-    return sorted(runs, key=lambda run: (run.live, run.time or oldest), reverse=True)
+    # Ordered by their directories' times, which one clock gave (a recorded start came from another, the service's;
+    # mixing the two misordered runs a second apart), then by what else is known; the live run is the newest.
+    return sorted(runs, key=lambda run: (run.live, run.directory_time or run.time or oldest), reverse=True)
 
 
 def select_run(runs: list[JobRun], wanted: str | None, address: str) -> JobRun:

@@ -19,6 +19,12 @@ from batchai_spec.errors import UserError
 STDOUTERR = "stdouterr"
 
 
+def run_id_of(job: batchai_models.Job) -> str | None:
+    """The uuid of the job's run: the last part of its output directories' segment (a job created again under the
+    same name is another run)."""
+    return (job.job_output_directory_path_segment or "").strip("/").rsplit("/", 1)[-1] or None
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     allocation_state: str | None
@@ -72,7 +78,7 @@ class Watch:
             info.start_time if info else None,
             info.end_time if info else None,
             tuple(directory.id for directory in job.output_directories or []),
-            (job.job_output_directory_path_segment or "").rsplit("/", 1)[-1] or None,
+            run_id_of(job),
         )
 
     def output_files(self, ids: dict[str, str], directory_id: str, directory: str = ".") -> list[OutputFile]:

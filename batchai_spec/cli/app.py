@@ -66,8 +66,8 @@ class Group(_HelpLayout, TyperGroup):
         # `--show-completion bash` / `--install-completion zsh`: the shell named, or `Shell sh not supported.` and
         # exit 1. Typer's own flags take no value: they detect the shell, and a name after them went unread.
         for at, arg in enumerate(args[:-1]):
-            if arg in COMPLETION_HELP and not args[at + 1].startswith("-"):
-                option = next(param for param in self.params if arg in param.opts)
+            option = next((param for param in self.params if arg in param.opts), None)  # the top level's only
+            if option is not None and arg in COMPLETION_HELP and not args[at + 1].startswith("-"):
                 option.callback(ctx, option, args[at + 1])  # prints or installs the script, and exits
             if not arg.startswith("-"):
                 break  # the command: what follows is its own

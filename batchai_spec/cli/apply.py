@@ -35,7 +35,7 @@ AutoApproveOption = Annotated[bool, typer.Option("--auto-approve", "-y", help="G
 
 def _confirm(plan: Plan, reporter: Reporter, auto_approve: bool, json_lines: bool) -> None:
     """Terraform's question: what will happen, what it stops or deletes, then `Enter a value:`; only yes/y goes on.
-    Asked on stderr when stdout carries JSON lines."""
+    Asked on stderr when stdout carries JSON lines or goes to a file or a pipe: the question is for a person."""
     if auto_approve:
         return
     if not sys.stdin.isatty():
@@ -48,7 +48,7 @@ def _confirm(plan: Plan, reporter: Reporter, auto_approve: bool, json_lines: boo
         question = "Do you want to perform these actions?"
         consequence = f"batchai-spec will perform the actions described above on {plan.target}."
     lines = [question, f"  {consequence}", *(f"  Note: {note}." for note in plan.notes()), "  Only 'yes' or 'y' will be accepted to approve.", ""]
-    asking = console_err if json_lines else console
+    asking = console if console.is_terminal and not json_lines else console_err
     asking.print("\n".join(lines), markup=False, highlight=False)
     try:
         answer = asking.input("  Enter a value: ")
@@ -95,12 +95,14 @@ def apply(
     """Make the live state match the spec, then run its training jobs to their end."""
     json_lines = wants_json(json_lines, output_format)
     from batchai_spec.cli.options import parse_vars
+    from batchai_spec.spec import read_var_file
     from batchai_spec.plan.saved import check_still_valid, check_withheld_given, is_saved_plan, load_saved_plan
     from batchai_spec.ui.reporters import make_reporter
 
     saved = load_saved_plan(spec) if is_saved_plan(spec) else None
     if saved is not None:
-        check_withheld_given(saved, parse_vars(var), spec)
+        given = [*parse_vars(var), *(name for file in var_file or () for name in read_var_file(file))]
+        check_withheld_given(saved, given, spec)
         spec_path, replace, target = saved.spec_path, list(saved.replace), list(saved.only)
     else:
         spec_path = spec

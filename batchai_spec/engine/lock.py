@@ -73,7 +73,7 @@ class SpecLock:
                 handle.close()
                 if time.monotonic() >= deadline:
                     raise UserError(
-                        f"the spec is locked by {describe_holder(self.path)}; wait with --lock-timeout SECONDS, or "
+                        f"the spec is locked by {describe_holder(self.path)}; wait with --lock-timeout DURATION (e.g. 10m), or "
                         f"if that run is gone for good: batchai-spec force-unlock SPEC"
                     ) from None
                 if not waiting and on_wait is not None:

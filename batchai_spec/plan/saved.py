@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from batchai_spec.errors import UserError
 from batchai_spec.plan.model import FORMAT_VERSION, Plan
@@ -30,10 +30,21 @@ class SavedPlan:
     withheld: tuple[str, ...]
 
 
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield str(value)
+
+
 def _feeds_a_secret(value: Any, secrets: Iterable[str]) -> bool:
-    text = str(value)
+    """Whether any part of a variable (a var file's value may be a mapping or a list) is, or is inside, a secret."""
     # A short value (an epoch count) found inside a password is chance, not the password.
-    return any(text == secret or (len(text) >= 4 and text in secret) for secret in secrets)
+    return any(text == secret or (len(text) >= 4 and text in secret) for text in _leaves(value) for secret in secrets)
 
 
 def save_plan(
@@ -88,11 +99,14 @@ def load_saved_plan(path: Path) -> SavedPlan:
         raise UserError(f"{path} is not a saved plan of batchai-spec {FORMAT_VERSION}: {error}") from error
 
 
-def check_withheld_given(saved: SavedPlan, given: Mapping[str, Any], path: Path) -> None:
-    missing = [name for name in saved.withheld if name not in given]
+def check_withheld_given(saved: SavedPlan, given: Iterable[str], path: Path) -> None:
+    """`given`: the names of the variables the command line gives (--var and the keys of --var-file files)."""
+    missing = [name for name in saved.withheld if name not in set(given)]
     if missing:
         flags = " ".join(f"--var {name}=..." for name in missing)
-        raise UserError(f"{path} was saved without the values that feed secrets: apply it with {flags}")
+        raise UserError(
+            f"{path} was saved without the values that feed secrets: apply it with {flags} (or a --var-file with them)"
+        )
 
 
 def check_still_valid(saved: SavedPlan, fresh: Plan, path: Path) -> None:

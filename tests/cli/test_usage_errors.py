@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from batchai_spec.cli.options import parse_duration
+from batchai_spec import durations
 from batchai_spec.durations import format_duration
 from tests.cli.running import cli, parsed
 from tests.plan.conftest import sample_spec  # noqa: F401 - the fixture: the sample spec with stand-in data files
@@ -58,6 +59,14 @@ def test_a_bad_duration_is_one_usage_error_and_exit_1(tmp_path, option, bad):
     assert f"Error: Invalid value for '{option}': {bad!r} is not a duration: give seconds (7200) or a number with a unit" in result.stderr
     assert "Usage: batchai-spec apply [OPTIONS] SPEC|PLANFILE" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("huge", ["366d", "200000d", "9" * 400])
+def test_a_duration_longer_than_a_year_is_one_usage_error(huge):
+    with pytest.raises(ValueError, match=r"is longer than 365d, the longest wait there is"):
+        durations.parse_duration(huge)
+    result = cli("cancel", SPEC, "myjob", "--timeout", huge)
+    assert result.returncode == 1 and "is longer than 365d" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_duration_reaches_the_command(tmp_path):

@@ -277,12 +277,15 @@ def test_a_saved_plan_keeps_its_variables_except_those_that_feed_a_secret(tmp_pa
     graph = build_graph(load_spec(write_spec(tmp_path)), SUBSCRIPTION)
     plan = build_plan(graph, absent(graph), spec_path="s", target="t")
     path = tmp_path / "saved.plan"
-    variables = {"epochs": "3", "pw": "hunter2-secret", "pw_part": "hunter2", "lr": 0.1}
-    save_plan(plan, path, replace=(), only=(), variables=variables, secrets=["prefix-hunter2-secret"])
-    assert "hunter2" not in path.read_text()
+    variables = {
+        "epochs": "3", "pw": "hunter2-secret", "pw_part": "hunter2", "lr": 0.1,
+        "creds": {"user": "me", "keys": ["k1", "s3cr3t-key"]},  # a --var-file's value may be a tree
+    }
+    save_plan(plan, path, replace=(), only=(), variables=variables, secrets=["prefix-hunter2-secret", "s3cr3t-key"])
+    assert "hunter2" not in path.read_text() and "s3cr3t" not in path.read_text()
     saved = load_saved_plan(path)
     assert saved.variables == {"epochs": "3", "lr": 0.1}
-    assert saved.withheld == ("pw", "pw_part")
-    with pytest.raises(UserError, match=r"saved without the values that feed secrets: apply it with --var pw=\.\.\. --var pw_part=\.\.\."):
-        check_withheld_given(saved, {}, path)
-    check_withheld_given(saved, {"pw": "x", "pw_part": "y"}, path)
+    assert saved.withheld == ("creds", "pw", "pw_part")
+    with pytest.raises(UserError, match=r"apply it with --var creds=\.\.\. --var pw=\.\.\. --var pw_part=\.\.\. \(or a --var-file"):
+        check_withheld_given(saved, [], path)
+    check_withheld_given(saved, ["pw", "pw_part", "creds"], path)
