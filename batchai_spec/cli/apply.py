@@ -129,7 +129,9 @@ def apply(
                 started = observed[job.address].meta.get("started")
                 ago = f", started {elapsed(time.time() - started)} ago" if started else ""
                 reporter.emit("message", text=f"{job.address}: following the run an earlier apply submitted{ago}")
-            failed = _follow_jobs(session, executor.waits, [*jobs, *earlier], reporter, no_wait=no_wait, download=download)
+            failed = _follow_jobs(
+                session, executor.waits, [*jobs, *earlier], reporter, no_wait=no_wait, download=download, var_files=var_file
+            )
     finally:
         reporter.close()
     if failed:
@@ -230,13 +232,20 @@ def _left_running(plan: Plan, observed: dict) -> list[str]:
 
 
 def _follow_jobs(
-    session: Session, waits: Waits, jobs: list[Resource], reporter: Reporter, *, no_wait: bool, download: Path | None
+    session: Session,
+    waits: Waits,
+    jobs: list[Resource],
+    reporter: Reporter,
+    *,
+    no_wait: bool,
+    download: Path | None,
+    var_files: list[Path] | None,
 ) -> list[str]:
     """Each job to its end: its logs (one job) or states (several), its output files and where they are; what
     failed, said once."""
     if not jobs:
         return []
-    spec = session.loaded.path
+    spec = _same_spec(session, var_files)
     if no_wait:
         for job in jobs:
             reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {_name(job)} -f`")
@@ -273,6 +282,32 @@ def _follow_jobs(
                     reporter.emit("message", text=f"{summary}; end of stderr:\n{tail}")
                     failed.append(f"{summary}; the end of its stderr is above")
     return failed
+
+
+def _same_spec(session: Session, var_files: list[Path] | None) -> str:
+    """`SPEC` and the options that reach what this command reached, for the commands a hint names, so that they
+    work as they are copied: its variables (`--var NAME=...` for one that feeds a secret: the value is not shown),
+    its var files, its state dir or backend."""
+    import shlex
+
+    from batchai_spec.azure.target import DEFAULT_STATE_DIR
+    from batchai_spec.plan.saved import feeds_a_secret
+    from batchai_spec.spec import read_var_file
+
+    secrets = session.secret_values()
+    words = [str(session.loaded.path)]
+    for file in var_files or ():
+        words += ["--var-file", str(file)]
+    from_files = {name for file in var_files or () for name in read_var_file(file)}
+    for name, value in session.loaded.variables.items():
+        if name not in from_files:
+            words += ["--var", f"{name}={'...' if feeds_a_secret(value, secrets) else value}"]
+    choice = session.choice
+    if choice.kind != "local":
+        words += ["--backend", choice.kind]
+    elif choice.state_dir != Path(DEFAULT_STATE_DIR).resolve():
+        words += ["--state-dir", str(choice.state_dir)]
+    return shlex.join(words)
 
 
 def _name(job: Resource) -> str:

@@ -41,7 +41,7 @@ def _leaves(value: Any) -> Iterator[str]:
         yield str(value)
 
 
-def _feeds_a_secret(value: Any, secrets: Iterable[str]) -> bool:
+def feeds_a_secret(value: Any, secrets: Iterable[str]) -> bool:
     """Whether any part of a variable (a var file's value may be a mapping or a list) is, or is inside, a secret."""
     # A short value (an epoch count) found inside a password is chance, not the password.
     return any(text == secret or (len(text) >= 4 and text in secret) for text in _leaves(value) for secret in secrets)
@@ -59,7 +59,7 @@ def save_plan(
     """`secrets`: the secret values of the spec, so that no variable holding one is written."""
     secrets = [secret for secret in secrets if secret]
     variables = dict(variables or {})
-    withheld = sorted(name for name, value in variables.items() if _feeds_a_secret(value, secrets))
+    withheld = sorted(name for name, value in variables.items() if feeds_a_secret(value, secrets))
     document = {
         "kind": KIND,
         # The spec's path in it is absolute: `apply FILE` may run in another directory than `plan --out FILE` did.

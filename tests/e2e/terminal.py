@@ -4,6 +4,7 @@ that a test asserts what is on the screen, not what went through a pipe."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pexpect
 import pyte
@@ -14,15 +15,21 @@ COLUMNS, LINES = 120, 40
 
 
 class Terminal:
-    def __init__(self, project: Project, command: str, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, project: Project, command: str, *args: str, env: dict[str, str] | None = None, stdout_to: Path | None = None
+    ):
+        """`stdout_to`: the command's standard output goes to that file (`> FILE`), its standard error and input
+        stay on the terminal."""
         self.project = project
         argv = project.argv(command, *args)
+        if stdout_to is not None:
+            argv = ["/bin/sh", "-c", f'exec "$@" > "{stdout_to}"', "sh", *argv]
         environment = project.environment({"COLUMNS": str(COLUMNS), "LINES": str(LINES), "TERM": "xterm-256color", **(env or {})})
         self.child = pexpect.spawn(
             argv[0], argv[1:], cwd=str(REPOSITORY), env=environment, dimensions=(LINES, COLUMNS), encoding="utf-8",
             codec_errors="replace", timeout=CLI_TIMEOUT_S,
         )
-        self.argv = argv[2:]
+        self.argv = project.argv(command, *args)[2:]
         self.screen = pyte.Screen(COLUMNS, LINES)
         self.stream = pyte.Stream(self.screen)
         self.transcript: list[str] = []

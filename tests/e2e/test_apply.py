@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.e2e.project import CLUSTER, JOB_NAME, Project, changes, model_bytes
@@ -138,13 +141,23 @@ def test_a_replaced_job_re_runs_once_per_saved_plan(project: Project, tmp_path):
     assert len(project.job_runs()) == 2
 
 
-def test_apply_ends_saying_where_the_outputs_are_and_how_to_get_them(project: Project):
-    run = project.cli("apply", "-y")
+def test_apply_ends_saying_where_the_outputs_are_and_how_to_get_them(project: Project, tmp_path):
+    run = project.cli("apply", "-y", "--var", "exit_code=0")
     run_id = project.job().job_output_directory_path_segment.rsplit("/", 1)[-1]
     lines = run.stdout.splitlines()
     at = lines.index(f"job.exp/train: outputs of run {run_id} on the file share:")
     segment = project.job().job_output_directory_path_segment
     assert lines[at + 1 : at + 3] == [f"  MODEL: e2eshare/{segment}/outputs/Models", f"  stdouterr: e2eshare/{segment}/stdouterr"]
-    assert f"Download them with: batchai-spec outputs {project.spec} exp/train --download DIR" in lines
+    (hint,) = [line for line in lines if line.startswith("Download them with: batchai-spec outputs ")]
+    assert hint.endswith(" exp/train --download DIR")
+    # The command works as it is copied: the same spec, variables and state dir.
+    command = shlex.split(hint.removeprefix("Download them with: batchai-spec "))
+    assert command[:6] == ["outputs", str(project.spec), "--var", "exit_code=0", "--state-dir", str(project.state_dir)]
+    downloaded = subprocess.run(
+        [sys.executable, "-m", "batchai_spec", *command[:-1], str(tmp_path / "out")],
+        env=project.environment(), capture_output=True, text=True, timeout=120,
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert (tmp_path / "out" / "MODEL" / "model_2.dnn").read_bytes() == model_bytes(2)
     assert project.share_file(f"{segment}/outputs/Models/model_2.dnn") == model_bytes(2)
     assert lines[-1] == "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed."

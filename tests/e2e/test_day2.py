@@ -23,7 +23,8 @@ def test_no_wait_returns_once_submitted_and_the_day2_commands_follow_the_job(pro
     gate = project.gate("job")
     gated = ("--var", f"job_gate={gate}")
     submitted = project.cli("apply", "-y", "--no-wait", *gated)
-    assert f"job.{JOB_NAME}: submitted; follow it with `batchai-spec logs {project.spec} {JOB_NAME} -f`" in submitted.stdout
+    same_spec = f"{project.spec} --var job_gate={gate} --state-dir {project.state_dir}"
+    assert f"job.{JOB_NAME}: submitted; follow it with `batchai-spec logs {same_spec} {JOB_NAME} -f`" in submitted.stdout
     assert project.job().execution_state in ("queued", "running")
 
     status = project.cli("status", *gated).stdout

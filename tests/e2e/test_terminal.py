@@ -65,3 +65,13 @@ def test_the_question_names_the_running_job_a_change_stops(project: Project):
     assert project.job().execution_state == "running"
     gate.touch()
     assert project.wait_for_job().execution_state == "succeeded"
+
+
+def test_with_its_output_in_a_file_apply_asks_on_the_terminal(project: Project, tmp_path):
+    output = tmp_path / "apply.out"
+    terminal = Terminal(project, "apply", stdout_to=output)
+    screen = terminal.wait_for(PROMPT)
+    assert "Do you want to perform these actions?" in screen
+    terminal.type("no")
+    terminal.finish(expect=1)
+    assert "Plan: 11 to add" in output.read_text() and PROMPT not in output.read_text()
