@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from batchai_spec.spec.base import KeyPath
 from batchai_spec.spec.errors import SourceLocation, SpecError, validation_error_to_spec_error
 from batchai_spec.spec.model import Spec
 from batchai_spec.spec.template import RenderedTemplate, TemplateProblem, render_template
-from batchai_spec.spec.yaml_document import Position, YamlDocument, YamlProblem, parse_yaml
+from batchai_spec.spec.yaml_document import MAX_SPEC_BYTES, Position, YamlDocument, YamlProblem, mib, parse_yaml
 
 _SHORTEST_SCRUBBED_VALUE = 6
 
@@ -87,15 +88,9 @@ def read_var_file(path: Path) -> dict[str, Any]:
 
 
 def read_text(path: Path) -> str:
-    """The file's text; missing, unreadable, binary and non-UTF-8 files are SpecErrors."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, not a YAML file") from None
-    except OSError as error:
-        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    """The file's text; missing, unreadable, binary and non-UTF-8 files are SpecErrors, and so are files that are not
+    regular files (a FIFO, a device, a directory) or are over MAX_SPEC_BYTES."""
+    data = _read_bounded(path)
     if b"\0" in data:
         offset = data.index(b"\0")
         raise SpecError(f"{path}:{_byte_position(data, offset)}: a binary file, not a YAML text file")
@@ -104,6 +99,54 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         raise SpecError(f"{path}:{_byte_position(data, error.start)}: not UTF-8 text (byte 0x{data[error.start]:02x})") from None
     return text.replace("\r\n", "\n")
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_SPEC_BYTES of a regular file: its size is checked before reading (stat) and while reading (it may
+    grow). A FIFO or device is refused from stat, never opened; the open does not block and is checked again
+    (fstat), in case the path was replaced in between."""
+    try:
+        _refuse_unless_small_regular(path, os.stat(path))
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory, not a YAML file") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    with open(descriptor, "rb") as file:
+        try:
+            _refuse_unless_small_regular(path, os.fstat(file.fileno()))
+            data = file.read(MAX_SPEC_BYTES + 1)
+        except OSError as error:
+            raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: more than {mib(MAX_SPEC_BYTES)} when read, over the limit of a spec or var file")
+    return data
+
+
+def _refuse_unless_small_regular(path: Path, status: os.stat_result) -> None:
+    if stat.S_ISDIR(status.st_mode):
+        raise SpecError(f"{path}: is a directory, not a YAML file")
+    if not stat.S_ISREG(status.st_mode):
+        kind = _file_kind(status.st_mode)
+        raise SpecError(f"{path}: is {kind}, not a regular file; specs and var files are read from regular files only")
+    if status.st_size > MAX_SPEC_BYTES:
+        size = mib(status.st_size, precision=1)
+        raise SpecError(f"{path}: {size}, over the {mib(MAX_SPEC_BYTES)} limit of a spec or var file")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
 def _line_column(position: Position | None) -> tuple[int, ...]:

@@ -38,18 +38,98 @@ class YamlProblem(Exception):
         self.position = position
 
 
-# libyaml composes large documents (a 2,000-job sweep) about ten times faster than PyYAML's Python parser. Errors are
-# always reported by the Python parser, whose messages and positions the spec's error texts are written against.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+# What a document may expand to, aliases counted each time they are used (a 2,000-job sweep written out has about
+# 34,000 nodes). Without these bounds nine levels of nine aliases (530 bytes) expand to 387 million nodes: minutes and
+# gigabytes before anything is reported.
+MAX_NODES = 250_000
+# The largest spec or var file, and the most text a spec's template may render: a 2,000-job sweep written out is
+# 0.55 MiB.
+MAX_SPEC_BYTES = 2 * 1024 * 1024
+MAX_SCALAR_TEXT = MAX_SPEC_BYTES
+
+
+class _CountingComposer(yaml.composer.Composer):
+    """PyYAML's composer, counting the nodes of the document as if every alias were written out, while composing.
+
+    Aliases stay shared nodes (nothing is expanded): an anchored node's expanded size is recorded once it is
+    composed, and each alias adds it to the running totals, which are checked as they grow, so that an alias bomb is
+    refused at the alias that passes a bound after composing at most the document's own nodes.
+    """
+
+    def __init__(self) -> None:  # after the loader's own __init__, which sets up the parser
+        yaml.composer.Composer.__init__(self)
+        self._nodes = 0
+        self._text = 0
+        self._expanded: dict[str, tuple[int, int]] = {}  # anchor -> (nodes, scalar characters) it expands to
+
+    def compose_document(self) -> yaml.Node:
+        self._expanded = {}
+        return super().compose_document()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)  # the anchored node; an undefined alias is PyYAML's error
+            if event.anchor not in self._expanded:
+                problem = f"the alias *{event.anchor} refers to a node that contains it (a recursive alias)"
+                raise YamlProblem(problem, Position.of(event.start_mark))
+            nodes, text = self._expanded[event.anchor]
+            self._add(nodes, text, event.start_mark, f"the alias *{event.anchor} expands the document past ")
+            return node
+        event = self.peek_event()
+        before = (self._nodes, self._text)
+        text = len(event.value) if isinstance(event, yaml.ScalarEvent) else 0
+        self._add(1, text, event.start_mark, "the document has more than ")
+        node = super().compose_node(parent, index)
+        if event.anchor is not None:
+            self._expanded[event.anchor] = (self._nodes - before[0], self._text - before[1])
+        return node
+
+    def _add(self, nodes: int, text: int, mark: yaml.Mark, problem: str) -> None:
+        self._nodes += nodes
+        self._text += text
+        if self._nodes > MAX_NODES:
+            raise YamlProblem(f"{problem}{MAX_NODES:,} nodes (keys and values), the limit{_ALIASES}", Position.of(mark))
+        if self._text > MAX_SCALAR_TEXT:
+            raise YamlProblem(f"{problem}{mib(MAX_SCALAR_TEXT)} of values, the limit{_ALIASES}", Position.of(mark))
+
+
+_ALIASES = " (an alias counts in full each time it is used)"
+
+
+def mib(size: int, precision: int | None = None) -> str:
+    """2097152 -> "2 MiB"; with a precision, 52428800 -> "50.0 MiB"."""
+    value = size / 1024 / 1024
+    return f"{value:.{precision}f} MiB" if precision is not None else f"{value:g} MiB"
+
+
+class _SafeLoader(_CountingComposer, yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        _CountingComposer.__init__(self)
+
+
+# libyaml parses large documents (a 2,000-job sweep) several times faster than PyYAML's Python parser; its events are
+# composed by the counting composer above. Errors are always reported by the Python parser, whose messages and
+# positions the spec's error texts are written against.
+_FastLoader: type | None = None
+if hasattr(yaml, "CSafeLoader"):
+
+    class _FastLoader(_CountingComposer, yaml.CSafeLoader):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            yaml.CSafeLoader.__init__(self, stream)
+            _CountingComposer.__init__(self)
 
 
 def parse_yaml(text: str) -> YamlDocument:
-    if _FAST_LOADER is not None:
+    """The document's data and positions; a YamlProblem for bad YAML and for documents past MAX_NODES or
+    MAX_SCALAR_TEXT (aliases counted each time they are used)."""
+    if _FastLoader is not None:
         try:
-            return _parse_with(_FAST_LOADER, text)
+            return _parse_with(_FastLoader, text)
         except YamlProblem:
             pass
-    return _parse_with(yaml.SafeLoader, text)
+    return _parse_with(_SafeLoader, text)
 
 
 def _parse_with(loader_class: type, text: str) -> YamlDocument:
@@ -69,7 +149,7 @@ def _parse_with(loader_class: type, text: str) -> YamlDocument:
     except yaml.YAMLError as error:
         raise YamlProblem(f"YAML error: {type(error).__name__}", None) from None
     except RecursionError:
-        raise YamlProblem("the document nests too deeply (a recursive alias?)", None) from None
+        raise YamlProblem("the document nests too deeply", None) from None
     finally:
         loader.dispose()
     return YamlDocument(data, values, keys)
