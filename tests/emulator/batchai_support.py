@@ -23,7 +23,14 @@ from batchai_spec.emulator.batchai.config import BatchAIConfig, Delays
 from batchai_spec.emulator.endpoint import Endpoint
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.server import RunningEmulator
-from tests.emulator_clients import LOCATION, StaticTokenCredential, StorageAccount, unique_name
+from tests.emulator_clients import (
+    LOCATION,
+    StaticTokenCredential,
+    StorageAccount,
+    resource_client_for,
+    storage_client_for,
+    unique_name,
+)
 
 WORKSPACE = "ws"
 EXPERIMENT = "exp"
@@ -75,8 +82,17 @@ def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float 
         pause = min(pause * 1.5, 0.25)
 
 
-def zero_delays(emulator: RunningEmulator) -> None:
-    service.reconfigure(emulator.state, BatchAIConfig(delays=Delays().scaled(0), terminate_grace_s=2.0))
+# Stopped jobs get SIGKILL this long after SIGTERM in tests (3 s by default), so a test of one stays short.
+TEST_GRACE_S = 0.5
+
+
+def fast_config(**overrides: Any) -> BatchAIConfig:
+    """Zero simulated delays and a short grace period, with `overrides` (BatchAIConfig fields)."""
+    return BatchAIConfig(**{"delays": Delays().scaled(0), "terminate_grace_s": TEST_GRACE_S, **overrides})
+
+
+def zero_delays(emulator: RunningEmulator, **overrides: Any) -> None:
+    service.reconfigure(emulator.state, fast_config(**overrides))
 
 
 @dataclass
@@ -152,6 +168,24 @@ def custom(command_line: str) -> dict[str, Any]:
 
 def wall_clock(seconds: float) -> models.JobBasePropertiesConstraints:
     return models.JobBasePropertiesConstraints(max_wall_clock_time=timedelta(seconds=seconds))
+
+
+def standalone_sandbox(emulator: RunningEmulator) -> Sandbox:
+    """A Sandbox on an emulator of the test's own (one it may stop): group, account, share, workspace, experiment."""
+    endpoint = emulator.endpoint
+    client = batchai_client_for(endpoint)
+    group, name = unique_name("rg"), unique_name("sa")
+    resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
+    storage = storage_client_for(endpoint)
+    storage.storage_accounts.begin_create(
+        group, name, {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION}
+    ).result()
+    keys = storage.storage_accounts.list_keys(group, name).keys
+    account = StorageAccount(group, name, (keys[0].value, keys[1].value), endpoint)
+    account.service().create_share(SHARE)
+    client.workspaces.begin_create(group, WORKSPACE, models.WorkspaceCreateParameters(location=LOCATION)).result()
+    client.experiments.begin_create(group, WORKSPACE, EXPERIMENT).result()
+    return Sandbox(client, emulator, account, share_directory(emulator.state, name, SHARE))
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,17 @@ unusable, preparing and idle ones first; running ones as `nodeDeallocationOption
 jobs, or wait for them). An auto-scale cluster's target follows the node needs of its queued and running jobs
 between minimum and maximum; `initialNodeCount` applies at creation, and idle nodes leave after
 `autoscale_idle_s`. A cluster being deleted has target 0 and disappears once its last node has left.
+
+A setup task's processes belong to its node: what the setup task leaves running (a daemon it started) runs while
+the node exists. A leaving node sends them SIGTERM, SIGKILL once it is due and the grace period has passed, and is
+gone only when none of them is left (see processes.py for how they are found).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
 import sqlite3
 import uuid
 import zlib
@@ -29,7 +35,10 @@ from batchai_spec.emulator.batchai.toolkits import shell
 from batchai_spec.emulator.batchai.vm_sizes import lookup
 from batchai_spec.emulator.lro import finish_operation
 
+logger = logging.getLogger("batchai_spec.emulator")
+
 DELETING = "deleting"
+SETUP_LEFTOVERS = "setupProcesses"  # node runtime: the record of a finished setup task that left processes running
 # Which nodes go first when a cluster shrinks.
 _REMOVAL_ORDER = {"unusable": 0, "preparing": 1, "idle": 2, "running": 3}
 
@@ -81,9 +90,19 @@ def _allocate(ctx: Context, cluster_key: str, now: float) -> bool:
             cluster.runtime["initialAllocationDone"] = True
             node_changes |= _remove_excess(ctx, db, cluster, staying, len(staying) - target, deleting, now)
         for node in store.nodes(db, cluster_key):
-            if node.state == "leaving" and (node.due_at or 0) <= now:
+            if node.state != "leaving":
+                continue
+            before_node = dict(node.runtime)
+            if _setup_still_running(ctx, node, now):
+                if node.runtime != before_node:
+                    store.save_node(db, node)
+                    node_changes = True
+            elif (node.due_at or 0) <= now:
                 store.delete_node(db, node)
                 gone.append(node)
+            elif node.runtime != before_node:
+                store.save_node(db, node)
+                node_changes = True
         remaining = store.nodes(db, cluster_key)
         resizing = "allocationDue" in cluster.runtime or any(
             node.state == "leaving" or node.runtime.get("leaveAfterJob") for node in remaining
@@ -135,8 +154,6 @@ def _remove_excess(ctx: Context, db: sqlite3.Connection, cluster: Resource, stay
                 continue
             node.state, node.since, node.due_at = "leaving", now, now + ctx.config.delays.node_leaving_s
         else:
-            if node.state == "preparing" and "setup" in node.runtime:
-                ctx.processes.signal(TaskRecord.from_json(node.runtime["setup"]))
             node.state, node.since, node.due_at = "leaving", now, now + ctx.config.delays.node_leaving_s
         store.save_node(db, node)
         excess -= 1
@@ -189,15 +206,60 @@ def _start_preparation(ctx: Context, cluster: Resource, node: Node, now: float) 
                 log_dir / f"stdout-{node.node_id}.txt", log_dir / f"stderr-{node.node_id}.txt")
     script = node_layout.setup_dir / "setup.sh"
     script.write_text(task_script([step], script.with_suffix(".exit")))
-    record = ctx.processes.launch(script, env, node_layout.setup_dir)
+    record = ctx.processes.launch(script, env, node_layout.setup_dir, use_cgroup=ctx.config.use_cgroups)
     with ctx.state.transaction() as db:
         current = next((item for item in store.nodes(db, node.cluster_key) if item.node_id == node.node_id), None)
-        if current is None or current.state != "preparing":
-            ctx.processes.signal(record)  # the node left while we launched
+        if current is None:  # the node is gone already
+            ctx.processes.signal_tree(record, signal.SIGKILL)
+            ctx.processes.wait_gone([record], ctx.config.kill_wait_s)
+            ctx.processes.release(record)
             return True
-        current.runtime["setup"] = record.to_json()
+        current.runtime["setup"] = record.to_json()  # a node that left meanwhile stops it (_setup_still_running)
         store.save_node(db, current)
     return True
+
+
+def _setup_still_running(ctx: Context, node: Node, now: float) -> bool:
+    """A leaving node's setup task, or what it left running: SIGTERM at once, SIGKILL once the node is due and the
+    grace period has passed; True while any of its processes is left (the node waits for them). Changes
+    `node.runtime` only; the caller saves the node."""
+    document = node.runtime.get("setup") or node.runtime.get(SETUP_LEFTOVERS)
+    if document is None:
+        return False
+    record = TaskRecord.from_json(document)
+    members = ctx.processes.members(record)
+    signalled, killed = node.runtime.get("setupSignalledAt"), node.runtime.get("setupKilledAt")
+    if not members or (killed is not None and now - killed >= ctx.config.kill_wait_s):
+        if members:
+            logger.warning("node %s: setup task processes still present after SIGKILL: %s", node.node_id,
+                           sorted(members))
+        ctx.processes.outcome(record)  # reaps it if this emulator launched it
+        ctx.processes.release(record)
+        for name in ("setup", SETUP_LEFTOVERS, "setupSignalledAt", "setupKilledAt"):
+            node.runtime.pop(name, None)
+        return False
+    if signalled is None:
+        sent = ctx.processes.signal_tree(record, signal.SIGTERM)
+        logger.info("node %s is leaving: setup task %s", node.node_id, sent.describe())
+        node.runtime["setupSignalledAt"] = now
+    elif killed is None and (node.due_at or 0) <= now and now - signalled >= ctx.config.terminate_grace_s:
+        sent = ctx.processes.signal_tree(record, signal.SIGKILL)
+        logger.info("node %s is leaving: setup task still running after SIGTERM; %s", node.node_id, sent.describe())
+        node.runtime["setupKilledAt"] = now
+    return True
+
+
+def setup_tasks(ctx: Context) -> list[TaskRecord]:
+    """Every node's setup task that may still have processes (running, or left running): emulator shutdown stops
+    them."""
+    records = []
+    connection = ctx.state.connection()
+    for cluster in store.of_kind(connection, "cluster"):
+        for node in store.nodes(connection, cluster.key):
+            document = node.runtime.get("setup") or node.runtime.get(SETUP_LEFTOVERS)
+            if document is not None:
+                records.append(TaskRecord.from_json(document))
+    return records
 
 
 def setup_log_directory(cluster: Resource, env: dict[str, str]) -> Path:
@@ -213,7 +275,13 @@ def _settle(ctx: Context, node: Node, state: str, now: float, errors: list[dict[
         if current is None or current.state != "preparing":
             return False
         current.state, current.since, current.due_at = state, now, None
-        current.runtime.pop("setup", None)
+        setup = current.runtime.pop("setup", None)
+        if setup is not None:
+            record = TaskRecord.from_json(setup)
+            if ctx.processes.members(record):
+                current.runtime[SETUP_LEFTOVERS] = setup  # they run while the node exists
+            else:
+                ctx.processes.release(record)
         if errors:
             current.runtime["errors"] = errors
         store.save_node(db, current)

@@ -4,22 +4,31 @@ Queued jobs wait, per cluster in priority order (high, normal, low; then creatio
 `nodeCount` idle nodes (gang scheduling; a job that does not fit holds back the ones behind it). A started job
 gets one task per node (see toolkits.py) running its job preparation and command; stdout/stderr and
 `execution.log` are appended live under `{stdOutErrPathPrefix}/{jobOutputDirectoryPathSegment}/stdouterr/`. The
-exit codes decide `succeeded` or `failed`. Stop requests (terminate, delete, wall-clock limit, scale-down, cluster
-deletion) send SIGTERM to each task's process group, then SIGKILL after the grace period.
+exit codes decide `succeeded` or `failed`.
+
+No process of a job outlives it. Stop requests (terminate, delete, wall-clock limit, scale-down, cluster deletion)
+send SIGTERM to each task's process group and to the processes that left it (see processes.py), then SIGKILL to
+whatever is still running after the grace period; a job whose commands ended but left processes running (children,
+daemons) gets the same. The job ends (and frees its nodes, and answers its terminate or delete) once none of its
+processes is left, or `kill_wait_s` after SIGKILL. `execution.log` says what was sent to which processes and how
+it ended. Emulator shutdown (`stop_everything`) does the same for every running job and setup task, waiting with
+a deadline, and fails the jobs with `EmulatorStopped`.
 
 Errors in `executionInfo.errors` (emulator-defined codes except `JobFailed`): `JobFailed` (non-zero exit code),
 `JobPreparationFailed`, `JobTerminated` (terminate), `MaxWallClockTimeExceeded`, `JobProcessLost` (the process
 vanished, e.g. the machine restarted), `NodeDeallocated` (scale-down with nodeDeallocationOption=terminate),
 `ClusterDeleted`, `ClusterNotFound`, `MountFailed` (job-level mounts), `MpiRuntimeNotFound`, `SecretNotAvailable`,
-`JobStartFailed` (anything else that kept the processes from starting).
+`JobStartFailed` (anything else that kept the processes from starting), `EmulatorStopped`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +38,15 @@ from batchai_spec.emulator.batchai import mounts, store
 from batchai_spec.emulator.batchai.context import Context
 from batchai_spec.emulator.batchai.environment import SecretUnavailable, job_environment
 from batchai_spec.emulator.batchai.models import TOOLKITS
-from batchai_spec.emulator.batchai.processes import Outcome, Step, TaskRecord, task_script
+from batchai_spec.emulator.batchai.processes import Outcome, Signalled, Step, TaskRecord, count, pid_list, task_script
 from batchai_spec.emulator.batchai.store import Resource
 from batchai_spec.emulator.batchai.times import iso_millis, parse_duration
 from batchai_spec.emulator.batchai.toolkits import LaunchError, shell, task_commands
 from batchai_spec.emulator.batchai.vm_sizes import lookup
 from batchai_spec.emulator.clock import now as clock_now
 from batchai_spec.emulator.lro import finish_operation
+
+logger = logging.getLogger("batchai_spec.emulator")
 
 ACTIVE = ("running", "terminating")
 FINAL = ("succeeded", "failed")
@@ -47,7 +58,20 @@ STOP_ERRORS = {
     "deallocated": ("NodeDeallocated", "The job's nodes were removed by a cluster resize (nodeDeallocationOption terminate)"),
     "cluster_deleted": ("ClusterDeleted", "The job's cluster was deleted while the job ran"),
     "delete": ("JobTerminated", "The job was deleted while it ran"),
+    "shutdown": ("EmulatorStopped", "The emulator stopped while the job ran, and stopped the job's processes with it"),
 }
+# Why a job's processes are being stopped, for execution.log.
+STOP_REASONS = {
+    "terminate": "the job was terminated",
+    "wallclock": "it ran past its constraints.maxWallClockTime",
+    "deallocated": "its node was removed by a cluster resize (nodeDeallocationOption terminate)",
+    "requeue": "its node was removed by a cluster resize; it will be queued again",
+    "cluster_deleted": "its cluster is being deleted",
+    "delete": "the job is being deleted",
+    "shutdown": "the emulator is stopping",
+    None: "its commands ended but left processes running",
+}
+TRANSIENT_RUNTIME = ("tasks", "stop", "stopSignalledAt", "killedAt")
 PROCESS_LOST = (
     "JobProcessLost",
     "The job's process is gone without an exit code (the emulator's machine restarted, or the process was killed"
@@ -148,18 +172,23 @@ def _start(ctx: Context, job_key: str, cluster: Resource, node_ids: list[str], n
                 store.save_node(db, node)
         set_execution_state(job, "running", now)
         job.status["executionInfo"] = {"startTime": iso_millis(now)}
-        for transient in ("tasks", "stop", "stopSignalledAt", "killed"):
+        for transient in TRANSIENT_RUNTIME:
             job.runtime.pop(transient, None)
         job.runtime.update(nodes=node_ids, startedAt=now, locations=launch.locations)
         store.save(db, job)
     records: list[TaskRecord] = []
     try:
         for index, script in enumerate(launch.scripts):
-            records.append(ctx.processes.launch(script, launch.environments[index], script.parent))
-            launch.log.write(f"Task {index} started on node {node_ids[index]} (pid {records[-1].pid})")
+            records.append(ctx.processes.launch(script, launch.environments[index], script.parent,
+                                                use_cgroup=ctx.config.use_cgroups))
+            launch.log.write(f"Task {index} started on node {node_ids[index]} (pid {records[-1].pid},"
+                             f" process group {records[-1].pid}" + (", own cgroup)" if records[-1].cgroup else ")"))
     except OSError as error:
         for record in records:
-            ctx.processes.signal(record, signal.SIGKILL)
+            ctx.processes.signal_tree(record, signal.SIGKILL)
+        ctx.processes.wait_gone(records, ctx.config.kill_wait_s)
+        for record in records:
+            ctx.processes.release(record)
         _end(ctx, job_key, clock_now(), errors=[_error("JobStartFailed", f"The job's processes could not start: {error}")])
         return
     with ctx.state.transaction() as db:
@@ -277,35 +306,75 @@ def _supervise(ctx: Context, job: Resource, now: float) -> bool:
         with ctx.state.transaction() as db:
             request_stop(db, job.key, "wallclock")
         stop, changed = "wallclock", True
-    if stop is not None:
-        changed |= _signal_stop(ctx, job, records, now)
     outcomes = [ctx.processes.outcome(record) for record in records]
-    if any(outcome is None for outcome in outcomes):
+    if stop is None and any(outcome is None for outcome in outcomes):
         return changed
+    # Stopping, or every task's command has ended: nothing the job started may outlive it.
+    left = _left_running(ctx, records)
+    signalled, killed = job.runtime.get("stopSignalledAt"), job.runtime.get("killedAt")
+    if left:
+        if signalled is None:
+            _log(job, f"Stopping the job's processes: {STOP_REASONS.get(stop, stop)}")
+            for index in left:
+                _log(job, f"Task {index}: {ctx.processes.signal_tree(records[index], signal.SIGTERM).describe()}")
+            _update_runtime(ctx, job.key, stopSignalledAt=now)
+            return True
+        if killed is None:
+            if now - signalled < ctx.config.terminate_grace_s:
+                return changed
+            for index, members in left.items():
+                _log(job, _kill_line(index, members, now - signalled,
+                                     ctx.processes.signal_tree(records[index], signal.SIGKILL)))
+            _update_runtime(ctx, job.key, killedAt=now)
+            return True
+        if now - killed < ctx.config.kill_wait_s:
+            return changed
+        _log(job, _given_up_line(left, now - killed))
+        outcomes = [outcome or Outcome(None, None) for outcome in
+                    (ctx.processes.outcome(record) for record in records)]
+    else:
+        outcomes = [ctx.processes.outcome(record) for record in records]
+        if any(outcome is None for outcome in outcomes):
+            return changed  # a main process ended between the two looks: the next step finishes the job
+        if signalled is not None:
+            _log(job, _ended_line(now - (killed if killed is not None else signalled),
+                                  "SIGKILL" if killed is not None else "SIGTERM"))
     if not records:
         outcomes = [Outcome(None, None)]  # marked running but never launched: the emulator died in between
+    for record in records:
+        ctx.processes.release(record)
     _finish(ctx, job.key, outcomes, now)
     return True
+
+
+def _left_running(ctx: Context, records: list[TaskRecord]) -> dict[int, dict[int, int]]:
+    """Task index -> the processes of that task still running (pid -> process group)."""
+    left = {index: ctx.processes.members(record) for index, record in enumerate(records)}
+    return {index: members for index, members in left.items() if members}
+
+
+def _kill_line(index: int, members: dict[int, int], waited_s: float, killed: Signalled) -> str:
+    return (f"Task {index}: {count(len(members), 'process', 'processes')} still running {_seconds(waited_s)}"
+            f" after SIGTERM ({pid_list(members)}); {killed.describe()}")
+
+
+def _given_up_line(left: dict[int, dict[int, int]], waited_s: float) -> str:
+    pids = [pid for members in left.values() for pid in members]
+    return (f"{count(len(pids), 'process', 'processes')} still present {_seconds(waited_s)} after SIGKILL"
+            f" ({pid_list(pids)}, uninterruptible?): the job ends without waiting for them")
+
+
+def _ended_line(waited_s: float, last_signal: str) -> str:
+    return f"All of the job's processes have ended, {_seconds(waited_s)} after {last_signal}"
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.1f}s"
 
 
 def _past_wall_clock(job: Resource, now: float) -> bool:
     limit = parse_duration(job.properties["constraints"]["maxWallClockTime"]).total_seconds()
     return now - job.runtime["startedAt"] >= limit
-
-
-def _signal_stop(ctx: Context, job: Resource, records: list[TaskRecord], now: float) -> bool:
-    signalled = job.runtime.get("stopSignalledAt")
-    if signalled is None:
-        for record in records:
-            ctx.processes.signal(record, signal.SIGTERM)
-        _update_runtime(ctx, job.key, stopSignalledAt=now)
-        return True
-    if not job.runtime.get("killed") and now - signalled >= ctx.config.terminate_grace_s:
-        for record in records:
-            ctx.processes.signal(record, signal.SIGKILL)
-        _update_runtime(ctx, job.key, killed=True)
-        return True
-    return False
 
 
 def _update_runtime(ctx: Context, job_key: str, **values: Any) -> None:
@@ -350,10 +419,10 @@ def _requeue(ctx: Context, job_key: str, now: float) -> None:
         _release_nodes(ctx, db, job_key, now)
         set_execution_state(job, "queued", now)
         job.status.pop("executionInfo", None)
-        for transient in ("tasks", "stop", "stopSignalledAt", "killed", "nodes", "startedAt"):
+        for transient in (*TRANSIENT_RUNTIME, "nodes", "startedAt"):
             job.runtime.pop(transient, None)
         store.save(db, job)
-    _log_end(job, "The job's nodes were removed by a cluster resize; the job is queued again")
+    _log(job, "The job's nodes were removed by a cluster resize; the job is queued again")
 
 
 def _end(ctx: Context, job_key: str, now: float, *, exit_code: int | None = None,
@@ -373,10 +442,10 @@ def _end(ctx: Context, job_key: str, now: float, *, exit_code: int | None = None
     for operation_id in waiting:
         finish_operation(ctx.state, operation_id)
     if errors:
-        _log_end(job, f"Job failed: {errors[0]['code']}: {errors[0]['message']}"
-                 + (f" (exit code {exit_code})" if exit_code is not None else ""))
+        _log(job, f"Job failed: {errors[0]['code']}: {errors[0]['message']}"
+             + (f" (exit code {exit_code})" if exit_code is not None else ""))
     else:
-        _log_end(job, "Job succeeded (exit code 0)")
+        _log(job, "Job succeeded (exit code 0)")
 
 
 def _release_nodes(ctx: Context, db: sqlite3.Connection, job_key: str, now: float) -> None:
@@ -390,7 +459,7 @@ def _release_nodes(ctx: Context, db: sqlite3.Connection, job_key: str, now: floa
         store.save_node(db, node)
 
 
-def _log_end(job: Resource, message: str) -> None:
+def _log(job: Resource, message: str) -> None:
     location = job.runtime.get("locations", {}).get("stdouterr")
     if location and Path(location["path"]).is_dir():
         ExecutionLog(Path(location["path"]) / "execution.log").write(message)
@@ -398,6 +467,58 @@ def _log_end(job: Resource, message: str) -> None:
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+def stop_everything(ctx: Context, setup_tasks: Iterable[TaskRecord] = ()) -> None:
+    """Emulator shutdown (the scheduler no longer steps): SIGTERM to every running job's and setup task's processes,
+    wait up to the grace period for them to end, SIGKILL what is left, wait up to `kill_wait_s` again; then the
+    jobs end (`EmulatorStopped`, or as the stop already under way said) and execution.log says what happened."""
+    with ctx.state.transaction() as db:
+        for job in store.jobs_in_states(db, ACTIVE):
+            request_stop(db, job.key, "shutdown")
+    jobs = [(job, [TaskRecord.from_json(task) for task in job.runtime.get("tasks", [])])
+            for job in store.jobs_in_states(ctx.state.connection(), ACTIVE)]
+    setup_tasks = list(setup_tasks)
+    for job, records in jobs:
+        _log(job, f"Stopping the job's processes: {STOP_REASONS['shutdown']}")
+        for index, record in enumerate(records):
+            sent = ctx.processes.signal_tree(record, signal.SIGTERM)
+            if sent.pids:
+                _log(job, f"Task {index}: {sent.describe()}")
+    for record in setup_tasks:
+        ctx.processes.signal_tree(record, signal.SIGTERM)
+    everything = [record for _, records in jobs for record in records] + setup_tasks
+    signalled_at = time.monotonic()
+    left = ctx.processes.wait_gone(everything, ctx.config.terminate_grace_s)
+    killed_at = None
+    if left:
+        killed_at = time.monotonic()
+        for job, records in jobs:
+            for index, record in enumerate(records):
+                if record in left:
+                    _log(job, _kill_line(index, left[record], killed_at - signalled_at,
+                                         ctx.processes.signal_tree(record, signal.SIGKILL)))
+        for record in setup_tasks:
+            if record in left:
+                ctx.processes.signal_tree(record, signal.SIGKILL)
+        left = ctx.processes.wait_gone(left, ctx.config.kill_wait_s)
+    ended_at = time.monotonic()
+    for job, records in jobs:
+        still = {index: left[record] for index, record in enumerate(records) if record in left}
+        if still:
+            _log(job, _given_up_line(still, ended_at - (killed_at or signalled_at)))
+        elif records:
+            _log(job, _ended_line(ended_at - (killed_at or signalled_at), "SIGKILL" if killed_at else "SIGTERM"))
+        outcomes = [ctx.processes.outcome(record) or Outcome(None, None) for record in records]
+        for record in records:
+            ctx.processes.release(record)
+        _finish(ctx, job.key, outcomes or [Outcome(None, None)], clock_now())
+    for record in setup_tasks:
+        if record not in left:
+            ctx.processes.release(record)
+    if left:
+        logger.warning("processes still present after SIGKILL at shutdown: %s",
+                       pid_list(pid for members in left.values() for pid in members))
 
 
 def stop_queued(ctx: Context, jobs: Iterable[Resource], now: float, reason: str) -> None:

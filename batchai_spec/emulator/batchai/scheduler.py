@@ -1,4 +1,5 @@
-"""The background thread that moves Batch AI forward: deletions, cluster allocation and nodes, jobs.
+"""The background thread that moves Batch AI forward: deletions, cluster allocation and nodes, jobs; and, when the
+emulator stops, the end of every process its jobs and setup tasks started.
 
 It steps whenever a request changed something (`wake`) and at least every `tick_s`, so clock-driven transitions
 (allocation delays, wall-clock limits, finished processes) happen without any request waiting for them.
@@ -33,10 +34,18 @@ class Scheduler:
         self._wake.set()
 
     def stop(self) -> None:
-        """Stops stepping; job processes keep running and are adopted by the next emulator on this state."""
+        """Stops stepping, then every job's and setup task's processes (SIGTERM, the grace period, SIGKILL; see
+        `runner.stop_everything`): none outlives the emulator. With `stop_processes_on_shutdown` off they keep
+        running and the next emulator on this state adopts them, as after a crash."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.ctx.config.stop_processes_on_shutdown:
+            try:
+                runner.stop_everything(self.ctx, lifecycle.setup_tasks(self.ctx))
+            except Exception:
+                logger.exception("stopping the jobs' processes at shutdown failed")
 
     def step(self) -> None:
         for _ in range(_MAX_STEPS_PER_WAKE):
