@@ -10,7 +10,6 @@ from rich.filesize import decimal
 
 from batchai_spec.azure.clients import Clients
 from batchai_spec.azure.live import read_live
-from batchai_spec.azure.runs import share_outputs
 from batchai_spec.azure.target import Target, TargetChoice
 from batchai_spec.file_hashes import FileHashes
 from batchai_spec.graph import Graph, build_graph
@@ -30,7 +29,7 @@ class Session:
 
     @cached_property
     def target(self) -> Target:
-        """Connected on first use, so that a lock can be taken before an embedded emulator is started."""
+        """Connected on first use, so that a lock can be taken before a local emulator is started."""
         return self.choice.connect()
 
     @cached_property
@@ -77,6 +76,8 @@ class Session:
             live = observed.get(change.address)
             if change.kind != "file_share" or change.action not in (Action.DELETE, Action.REPLACE) or not live.exists:
                 continue
+            from batchai_spec.azure.runs import share_outputs  # only for such a plan: it is not light to import
+
             ids = live.ids
             count, size = share_outputs(self.clients, ids["resource_group"], ids["account"], ids["share"], self.target.subscription_id)
             if count:

@@ -5,6 +5,7 @@ The emulator is per test session (one per xdist worker); tests keep apart by usi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,50 @@ from tests.emulator_clients import (
     storage_client_for,
     unique_name,
 )
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def stop_background_emulators(root: Path) -> list[int]:
+    """Stop every emulator a command started in the background for a state dir under `root` (those the test
+    process serves itself are its fixtures' to stop); their pids."""
+    from batchai_spec.azure.target import stop_local_emulator
+    from batchai_spec.emulator.endpoint import LOCK_FILE, lock_holder, pid_alive
+
+    stopped = []
+    for lock in root.rglob(LOCK_FILE) if root.is_dir() else ():
+        pid = lock_holder(lock.parent)
+        if pid is not None and pid != os.getpid():
+            stop_local_emulator(lock.parent)
+            assert not pid_alive(pid), f"the emulator of {lock.parent} (pid {pid}) is still running"
+            stopped.append(pid)
+    return stopped
+
+
+@pytest.fixture(autouse=True)
+def _no_background_emulator_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A command run by a test on a state dir that no emulator serves starts one in the background, which would
+    outlive the test: stopped when the test ends (state dirs under its tmp_path)."""
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is not None:
+        stop_background_emulators(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_background_emulator_left_in_the_checkout() -> Iterator[None]:
+    """A command run without --state-dir uses .batchai-spec in the checkout: an emulator the tests started there is
+    stopped at the end (one a developer runs there is left alone)."""
+    from batchai_spec.emulator.endpoint import lock_holder
+
+    default = REPOSITORY / ".batchai-spec"
+    running_before = lock_holder(default)
+    yield
+    if running_before is None and lock_holder(default) is not None:
+        from batchai_spec.azure.target import stop_local_emulator
+
+        stop_local_emulator(default)
 
 
 @pytest.fixture(scope="session")

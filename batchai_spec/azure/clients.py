@@ -5,12 +5,44 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.batchai import BatchAI
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.storage.fileshare import ShareServiceClient
 
-from batchai_spec.azure.target import Target
+from batchai_spec.azure.target import LocalEmulator, Target
+
+# The local emulator is on loopback: a connection is made at once or refused, and no request it answers takes long.
+LOCAL_CONNECTION_TIMEOUT_S = 10
+LOCAL_READ_TIMEOUT_S = 120
+LOCAL_POOL_SIZE = 64  # connections kept per host: more than the most threads a command runs (--parallelism <= 64)
+
+
+class LocalEmulatorTransport(RequestsTransport):
+    """The transport of every client of the local target. A request that fails to connect or is cut off is final
+    when the emulator's process is gone (EmulatorStopped, not an AzureError: neither the SDK's retry policy nor
+    the engine's retries it); while the emulator lives, the failure is retried as any other."""
+
+    def __init__(self, emulator: LocalEmulator, **kwargs):
+        super().__init__(**kwargs)
+        self._emulator = emulator
+
+    def _init_session(self, session) -> None:
+        super()._init_session(session)
+        # Every client and every worker thread shares this pool: room for all their connections (requests keeps
+        # 10 per host, and says so on stderr each time it drops one more).
+        for prefix, adapter in list(session.adapters.items()):
+            bigger = type(adapter)(max_retries=adapter.max_retries, pool_connections=4, pool_maxsize=LOCAL_POOL_SIZE)
+            session.mount(prefix, bigger)
+
+    def send(self, request, **kwargs):
+        try:
+            return super().send(request, **kwargs)
+        except (ServiceRequestError, ServiceResponseError):
+            self._emulator.check()
+            raise
 
 
 class Clients:
@@ -20,10 +52,22 @@ class Clients:
         self._shares: dict[str, ShareServiceClient] = {}
         self._lock = threading.Lock()
 
+    @cached_property
+    def _local_transport(self) -> LocalEmulatorTransport:
+        """One transport (one connection pool) for every client of the local target: the management clients share
+        connections to ARM instead of each opening its own. The emulator is on loopback, where no proxy applies:
+        requests then skips reading the proxy and netrc settings of the environment on every request (about a
+        tenth of a request's client time)."""
+        return LocalEmulatorTransport(
+            self.target.emulator,
+            use_env_settings=False,
+            connection_verify=self.target.connection_verify,
+            connection_timeout=LOCAL_CONNECTION_TIMEOUT_S,
+            read_timeout=LOCAL_READ_TIMEOUT_S,
+        )
+
     def _transport_options(self) -> dict:
-        """The local emulator is on loopback, where no proxy applies: requests then skips reading the proxy and
-        netrc settings of the environment on every request (about a tenth of a request's client time)."""
-        return {"use_env_settings": False} if self.target.kind == "local" else {}
+        return {} if self.target.emulator is None else {"transport": self._local_transport}
 
     def _arm_options(self) -> dict:
         return {

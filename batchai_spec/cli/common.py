@@ -18,7 +18,7 @@ BackendOption = Annotated[
         "--backend",
         metavar="local|azure",
         envvar="BATCHAI_SPEC_BACKEND",
-        help="Where the spec lives: 'local' (the embedded emulator, default) or 'azure'.",
+        help="Where the spec lives: 'local' (the local emulator, default) or 'azure'.",
     ),
 ]
 StateDirOption = Annotated[

@@ -1,13 +1,27 @@
-"""`endpoint.json`: how a client finds a running emulator (URLs, CA certificate, token, subscription)."""
+"""`endpoint.json`: how a client finds a running emulator (URLs, CA certificate, token, subscription), and the
+other files of a state dir that say whether one serves it. Light on purpose: the CLI imports this module, never
+the server's.
+
+- `endpoint.json`: written by the emulator once it serves; removed when it stops (or decides to stop).
+- `emulator.lock`: flock'ed by the serving emulator for its whole life (one emulator per state dir), its pid
+  written in it, so that a client sees an emulator that is starting or stopping.
+- `clients.lock`: every command using the emulator holds a shared flock on it; an idle emulator stops only once it
+  can take it exclusively (no command attached), and removes endpoint.json while it holds it.
+- `emulator.log`: the output of an emulator started in the background by a command.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 ENDPOINT_FILE = "endpoint.json"
+LOCK_FILE = "emulator.lock"
+CLIENTS_FILE = "clients.lock"
+LOG_FILE = "emulator.log"
+DATABASE_FILE = "state.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -19,6 +33,8 @@ class Endpoint:
     token: str  # the bearer token ARM accepts (a secret: never print it)
     subscription_id: str
     state_dir: str
+    started_at: float = 0.0  # time.time() when it started serving (0: unknown)
+    idle_timeout: float | None = None  # seconds without a job, a request or a command before it stops itself
 
     def file_endpoint(self, account: str) -> str:
         return f"{self.storage_url}/{account}"
@@ -30,13 +46,87 @@ class Endpoint:
         return f"Endpoint(pid={self.pid}, arm_url={self.arm_url!r}, storage_url={self.storage_url!r})"
 
     @classmethod
+    def from_json(cls, document: dict) -> Endpoint:
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in document.items() if key in known})
+
+    @classmethod
     def read(cls, path: Path) -> Endpoint:
-        return cls(**json.loads(path.read_text()))
+        return cls.from_json(json.loads(path.read_text()))
 
     def write(self, path: Path) -> None:
         """Owner-only (0600) from the first byte: the file holds the token."""
-        temporary = path.with_name(path.name + ".tmp")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             json.dump(self.to_json(), handle, indent=2)
         os.replace(temporary, path)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie, dead but not yet reaped, counts as exited)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) S ...": the state follows the last ')' (comm may itself hold parentheses).
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # no /proc here: os.kill's answer stands
+
+
+def live_endpoint(state_dir: Path) -> Endpoint | None:
+    """The endpoint of the emulator serving `state_dir`, if one does (its file is there and its pid lives)."""
+    try:
+        endpoint = Endpoint.read(state_dir / ENDPOINT_FILE)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(endpoint.pid, int) or not pid_alive(endpoint.pid):
+        return None
+    return endpoint
+
+
+def lock_holder(state_dir: Path) -> int | None:
+    """The pid of the emulator holding `state_dir` (serving, starting or stopping), if it lives."""
+    try:
+        text = (state_dir / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    return pid if pid_alive(pid) else None
+
+
+def active_jobs(state_dir: Path) -> list[str] | None:
+    """EXPERIMENT/JOB (state) of the jobs of `state_dir` that are queued, running or terminating, read from the
+    database without the server; None when it cannot be read."""
+    import sqlite3
+
+    database = state_dir / DATABASE_FILE
+    if not database.exists():
+        return []
+    try:
+        connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            rows = connection.execute(
+                "SELECT id, json_extract(status, '$.executionState') FROM batchai_resources WHERE kind = 'job'"
+                " AND json_extract(status, '$.executionState') IN ('queued', 'running', 'terminating') ORDER BY seq"
+            ).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        if "no such table" in str(error):
+            return []
+        return None
+    jobs = []
+    for resource_id, state in rows:
+        parts = str(resource_id).split("/")
+        jobs.append(f"{'/'.join(parts[-3::2])} ({state})" if len(parts) >= 4 else f"{resource_id} ({state})")
+    return jobs

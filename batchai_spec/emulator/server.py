@@ -1,8 +1,9 @@
 """Running the emulator: two HTTPS services on 127.0.0.1 (ARM and Azure Files) served by uvicorn in one thread.
 
 ARM and Files get a port each because their paths would collide (`/subscriptions/...` is also a valid
-`/ACCOUNT/...`). `start_in_process` serves from a background thread (tests, the CLI's embedded emulator);
-`serve` does the same in the foreground until SIGINT/SIGTERM (`batchai-spec emulator serve`).
+`/ACCOUNT/...`). `start_in_process` serves from a background thread (tests, benchmarks); `serve` does the same
+in the foreground until SIGINT/SIGTERM or an idle timeout (`batchai-spec emulator serve`, which a command also
+starts in the background: batchai_spec/azure/target.py). Clients never import this module.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import uvicorn
 from batchai_spec.emulator import batchai
 from batchai_spec.emulator.admin import add_admin_routes
 from batchai_spec.emulator.arm import resource_groups, storage_accounts
-from batchai_spec.emulator.arm.responses import authenticate_bearer, render_arm_error
+from batchai_spec.emulator.arm.responses import arm_body_limit, authenticate_bearer, render_arm_error
 from batchai_spec.emulator.certs import TlsFiles, ensure_tls_files
-from batchai_spec.emulator.endpoint import ENDPOINT_FILE, Endpoint
-from batchai_spec.emulator.connections import OpenConnections
+from batchai_spec.emulator.endpoint import CLIENTS_FILE, ENDPOINT_FILE, LOCK_FILE, Endpoint
+from batchai_spec.emulator.connections import MAX_REQUEST_HEAD_BYTES, OpenConnections
 from batchai_spec.emulator.faults import FaultBook, FaultInjector
 from batchai_spec.emulator.files import service as files_service
 from batchai_spec.emulator.files.errors import render_storage_error
@@ -60,12 +61,51 @@ class RunningEmulator:
         self._lock_fd = lock_fd
         self._endpoint_path = endpoint_path
         self._stop_background: list[Callable[[], None]] = []
+        self._requests_seen = -1
+        self._last_activity = time.monotonic()
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def idle_seconds(self) -> float:
+        """How long no request has come in (uvicorn counts the requests of each server)."""
+        requests = sum(server.server_state.total_requests for server in self._servers)
+        if requests != self._requests_seen:
+            self._requests_seen, self._last_activity = requests, time.monotonic()
+        return time.monotonic() - self._last_activity
+
+    def keep_busy(self) -> None:
+        """Count as activity now (a job ran, a command was attached): the idle time starts again."""
+        self._last_activity = time.monotonic()
+
+    def has_work(self) -> bool:
+        """Whether a job is queued, running or terminating, or a resource is being deleted."""
+        from batchai_spec.emulator.batchai import store
+
+        db = self.state.connection()
+        return bool(store.jobs_in_states(db, ("queued", "running", "terminating")) or store.being_deleted(db))
+
+    def withdraw_if_unattached(self) -> bool:
+        """Remove endpoint.json unless a command holds the state dir's clients lock (it uses this emulator);
+        True when withdrawn. A command that comes later waits for this emulator to stop and starts another."""
+        if self._endpoint_path is None:
+            return True
+        descriptor = os.open(self.state.root / CLIENTS_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            self._endpoint_path.unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(descriptor)  # releases the lock
+
     def stop(self) -> None:
+        if self._endpoint_path is not None:
+            # First: a command that comes now waits for this emulator's end instead of connecting to it.
+            self._endpoint_path.unlink(missing_ok=True)
         while self._stop_background:
             self._stop_background.pop()()
         for server in self._servers:
@@ -75,6 +115,7 @@ class RunningEmulator:
             self._endpoint_path.unlink(missing_ok=True)
         self.state.close()
         if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)  # no pid: nobody holds the state dir
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -86,12 +127,20 @@ class RunningEmulator:
 
 
 def start_in_process(
-    state_dir: Path, *, arm_port: int = 0, storage_port: int = 0, write_endpoint: bool = True
+    state_dir: Path,
+    *,
+    arm_port: int = 0,
+    storage_port: int = 0,
+    write_endpoint: bool = True,
+    idle_timeout: float | None = None,
 ) -> RunningEmulator:
     """Serve the emulator for `state_dir` on 127.0.0.1 (port 0: a free one); returns once both ports accept."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock_fd = _lock_state_dir(state_dir)
+    if write_endpoint:
+        # A previous emulator killed without a chance to clean up left its file: its pid may be reused.
+        (state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
     try:
         tls = ensure_tls_files(state_dir)
         state = State(state_dir)
@@ -120,6 +169,8 @@ def start_in_process(
         token=state.token,
         subscription_id=state.subscription_id,
         state_dir=str(state_dir),
+        started_at=time.time(),
+        idle_timeout=idle_timeout,
     )
     endpoint_path = state_dir / ENDPOINT_FILE if write_endpoint else None
     emulator = RunningEmulator(state, faults, endpoint, servers, thread, lock_fd, endpoint_path)
@@ -133,18 +184,37 @@ def start_in_process(
 
 
 def serve(
-    state_dir: Path, *, arm_port: int = 0, storage_port: int = 0, on_ready: Callable[[Endpoint, Path], None]
+    state_dir: Path,
+    *,
+    arm_port: int = 0,
+    storage_port: int = 0,
+    on_ready: Callable[[Endpoint, Path], None],
+    idle_timeout: float | None = None,
+    on_idle: Callable[[float], None] | None = None,
 ) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly (SQLite committed, files closed)."""
+    """Serve in the foreground until SIGINT or SIGTERM, then shut down cleanly (SQLite committed, files closed).
+
+    With `idle_timeout` (seconds), also stop once that long has passed with no request, no job queued or running
+    and no command attached (see endpoint.py); `on_idle(seconds)` is told so first."""
     stop_requested = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    tick = 0.5 if idle_timeout is None else max(0.05, min(0.5, idle_timeout / 4))
     try:
-        with start_in_process(state_dir, arm_port=arm_port, storage_port=storage_port) as emulator:
+        with start_in_process(
+            state_dir, arm_port=arm_port, storage_port=storage_port, idle_timeout=idle_timeout
+        ) as emulator:
             on_ready(emulator.endpoint, Path(state_dir).resolve() / ENDPOINT_FILE)
             # Timed waits so a server thread that dies is noticed too.
-            while not stop_requested.wait(0.5):
+            while not stop_requested.wait(tick):
                 if not emulator.alive:
                     raise UserError("The emulator stopped unexpectedly (see the log above).")
+                if idle_timeout is not None and emulator.idle_seconds() >= idle_timeout:
+                    if emulator.has_work() or not emulator.withdraw_if_unattached():
+                        emulator.keep_busy()
+                        continue
+                    if on_idle is not None:
+                        on_idle(idle_timeout)
+                    break
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -155,12 +225,14 @@ def _arm_app(state: State, faults: FaultBook, connections: OpenConnections):
     add_admin_routes(router, faults)
     for add_routes in ARM_ROUTES:
         add_routes(router)
-    app = ServiceApp(state, router.dispatch, render_arm_error, authenticate_bearer)
+    app = ServiceApp(state, router.dispatch, render_arm_error, authenticate_bearer, arm_body_limit)
     return FaultInjector(app, faults, "arm", connections, render_arm_error)
 
 
 def _storage_app(state: State, faults: FaultBook, connections: OpenConnections):
-    app = ServiceApp(state, files_service.dispatch, render_storage_error, files_service.authenticate)
+    app = ServiceApp(
+        state, files_service.dispatch, render_storage_error, files_service.authenticate, files_service.body_limit
+    )
     return FaultInjector(app, faults, "storage", connections, render_storage_error)
 
 
@@ -187,7 +259,9 @@ def _uvicorn_server(app, tls: TlsFiles, connections: OpenConnections) -> _Server
         server_header=False,
         ssl_certfile=str(tls.server_cert),
         ssl_keyfile=str(tls.server_key),
-        timeout_keep_alive=30,
+        # Idle between requests; request-head and body-stall timeouts are the protocol's (connections.py).
+        timeout_keep_alive=int(connections.keep_alive_s),
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         timeout_graceful_shutdown=5,
     )
     return _Server(config)
@@ -229,14 +303,21 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
+class AlreadyServed(UserError):
+    """Another emulator holds the state dir (serving, starting or stopping)."""
+
+
 def _lock_state_dir(state_dir: Path) -> int:
-    """One emulator per state directory: two writing the same files and database would corrupt each other."""
-    descriptor = os.open(state_dir / "emulator.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    """One emulator per state directory: two writing the same files and database would corrupt each other.
+    The holder's pid is written in the lock file, for clients waiting for an emulator that starts or stops."""
+    descriptor = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise UserError(
+        raise AlreadyServed(
             f"Another emulator already serves {state_dir}; use its {ENDPOINT_FILE} or stop it first."
         ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     return descriptor

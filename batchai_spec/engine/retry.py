@@ -1,5 +1,7 @@
 """Transient failures (throttling, server errors, dropped connections) are retried with backoff, honouring
-Retry-After; anything else is permanent and stops the apply."""
+Retry-After; anything else is permanent and stops the apply. A dropped connection to a local emulator whose process
+is gone is permanent: the clients' transport raises EmulatorStopped (a UserError) for it instead of the SDK's error
+(batchai_spec/azure/clients.py), so that the command says so within a second instead of retrying for a minute."""
 
 from __future__ import annotations
 

@@ -45,3 +45,26 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+_IMPORT_PROBE = """
+import sys
+from batchai_spec.cli import main
+prefixes = tuple(sys.argv[1].split(","))
+sys.argv = ["batchai-spec", *sys.argv[2:]]
+code = 0
+try:
+    main()
+except SystemExit as done:
+    code = done.code
+print("exit", code, "loaded", sorted({name for name in sys.modules if name.startswith(prefixes)}))
+"""
+
+
+def modules_loaded(prefixes: tuple[str, ...], *args: str, **options: Any) -> subprocess.CompletedProcess:
+    """`batchai-spec ARGS` in a fresh interpreter, whose last line of output is `exit CODE loaded [MODULES]`: the
+    modules, among those whose names start with one of `prefixes`, that the command imported."""
+    return subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, ",".join(prefixes), *args],
+        capture_output=True, text=True, timeout=120, **{"cwd": REPOSITORY, **options},
+    )

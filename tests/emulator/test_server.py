@@ -93,7 +93,7 @@ def test_cli_serve_runs_until_sigterm_and_keeps_the_token_to_itself(state_dir):
     )
     try:
         endpoint_file = state_dir / "endpoint.json"
-        endpoint = _wait_for_endpoint(endpoint_file, process)
+        endpoint = wait_for_endpoint(endpoint_file, process)
         assert endpoint.pid == process.pid
         group = unique_name("rg")
         resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
@@ -122,18 +122,18 @@ def test_cli_refuses_a_state_dir_that_is_a_file(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def _wait_for_endpoint(path: Path, process: subprocess.Popen) -> Endpoint:
-    """Polls with backoff until the server has written its endpoint file (or died)."""
+def wait_for_endpoint(path: Path, process: subprocess.Popen, output=lambda process: process.stdout.read()) -> Endpoint:
+    """Polls with backoff until the server has written its endpoint file (or died: `output(process)` says why)."""
     delay = 0.02
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if path.exists():
             try:
                 return Endpoint.read(path)
-            except (json.JSONDecodeError, TypeError):
+            except (json.JSONDecodeError, TypeError, ValueError, KeyError):
                 pass
         if process.poll() is not None:
-            raise AssertionError(f"emulator exited early: {process.stdout.read()}")
+            raise AssertionError(f"emulator exited early: {output(process)}")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
     raise AssertionError("emulator did not write its endpoint file in time")

@@ -22,7 +22,7 @@ SAMPLE_ADDRESSES = [
 
 
 def test_sample_spec_on_a_fresh_state_dir_plans_every_resource_in_every_format(sample_spec, tmp_path):
-    state_dir = str(tmp_path / "fresh-state")  # nothing serves it: the CLI starts an embedded emulator
+    state_dir = str(tmp_path / "fresh-state")  # nothing serves it: the CLI starts an emulator in the background
     text = run_cli("plan", str(sample_spec), "--state-dir", state_dir, "--detailed-exitcode")
     assert text.returncode == 2, text.stderr
     for address in SAMPLE_ADDRESSES:

@@ -8,10 +8,16 @@ from typing import Any
 
 from starlette.responses import Response
 
-from batchai_spec.emulator.routing import Call, ServiceError
+from batchai_spec.emulator.routing import BodyLimit, Call, ServiceError
 from batchai_spec.emulator.state import State
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# ARM refuses request bodies over 4 MB with this answer (every operation, the admin API too).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_BODY_LIMIT = BodyLimit(
+    MAX_BODY_BYTES,
+    lambda: ServiceError(413, "RequestContentTooLarge", "The request content size exceeds the maximum size of 4 MB."),
+)
 
 
 def arm_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -34,6 +40,10 @@ def authenticate_bearer(state: State, call: Call) -> None:
         raise ServiceError(401, "InvalidAuthenticationToken", "The request has no bearer token, or it is malformed.")
     if not hmac.compare_digest(token.strip().encode(), state.token.encode()):
         raise ServiceError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+
+
+def arm_body_limit(call: Call) -> BodyLimit:
+    return _BODY_LIMIT
 
 
 def require_subscription(state: State, subscription: str) -> None:

@@ -21,6 +21,14 @@ _SETTING_REQUEST_HEADERS = {
 }
 
 
+def body_too_large(max_bytes: int) -> ServiceError:
+    """The service's 413 for a request body over an operation's bound, with the bound as `MaxLimit`."""
+    return ServiceError(
+        413, "RequestBodyTooLarge", "The request body is too large and exceeds the maximum permissible limit.",
+        details={"MaxLimit": str(max_bytes)},
+    )
+
+
 def metadata_from(call: Call) -> dict[str, str]:
     """`x-ms-meta-NAME` headers (the bare `x-ms-meta` the SDK also sends is a repr of the dict: not metadata)."""
     return {name[len("x-ms-meta-"):]: value for name, value in call.headers.items() if name.startswith("x-ms-meta-")}

@@ -1,4 +1,5 @@
-"""The Files service: who may ask (SharedKey, SAS; never anonymous) and which handler answers.
+"""The Files service: who may ask (SharedKey, SAS; never anonymous), how large a body it may send, which handler
+answers.
 
 Requests are told apart the way the REST API does: by the path depth and the `restype` / `comp` query values.
 """
@@ -11,13 +12,19 @@ from starlette.responses import Response
 
 from batchai_spec.emulator.arm.storage_accounts import account_keys
 from batchai_spec.emulator.files import directories, file_handlers, shares
+from batchai_spec.emulator.files.headers import MAX_RANGE_BYTES, body_too_large
 from batchai_spec.emulator.files.paths import RequestTarget, parse_target
 from batchai_spec.emulator.files.sas import is_sas, verify_sas
 from batchai_spec.emulator.files.sharedkey import verify_shared_key
-from batchai_spec.emulator.routing import Call, ServiceError
+from batchai_spec.emulator.routing import BodyLimit, Call, ServiceError
 from batchai_spec.emulator.state import State
 
 DEFAULT_VERSION = "2026-10-06"
+# Request bodies: Put Range and Create File (initial content) carry file data, up to 4 MiB as on Azure; no other
+# operation the emulator serves takes a body, so theirs get a small bound.
+SMALL_BODY_BYTES = 64 * 1024
+_DATA_BODY = BodyLimit(MAX_RANGE_BYTES, lambda: body_too_large(MAX_RANGE_BYTES))
+_SMALL_BODY = BodyLimit(SMALL_BODY_BYTES, lambda: body_too_large(SMALL_BODY_BYTES))
 FilesHandler = Callable[[State, Call, RequestTarget], Response]
 
 # (method, comp) -> handler, one table per level of the path.
@@ -67,6 +74,16 @@ def authenticate(state: State, call: Call) -> None:
         raise ServiceError(
             401, "NoAuthenticationInformation", "The request carries neither a SharedKey signature nor a SAS."
         )
+
+
+def body_limit(call: Call) -> BodyLimit:
+    """The bound on this request's body (called after `authenticate`, before any of the body is read)."""
+    target = parse_target(call.raw_path)
+    carries_data = (
+        call.method == "PUT" and bool(target.names) and call.query.get("restype") is None
+        and call.query.get("comp") in (None, "range")
+    )
+    return _DATA_BODY if carries_data else _SMALL_BODY
 
 
 def dispatch(state: State, call: Call) -> Response:

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import stat
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,11 @@ register_schema(
 
 DEFAULT_QUOTA_GIB = 5120
 MAX_QUOTA_GIB = 102400
+GIB = 1024**3
+MAX_FILE_BYTES = 4 * 1024**4
+# Share usage (the sum of its files' lengths, as ShareStats reports it) is costly to count on a large share, so a
+# count is reused for this long, adjusted by the API's own size changes; a refusal always recounts first.
+_USAGE_FRESH_S = 2.0
 # Content settings a file keeps, by the name of the response header that returns each.
 CONTENT_SETTINGS = (
     "Content-Type", "Content-Encoding", "Content-Language", "Content-Disposition", "Cache-Control", "Content-MD5",
@@ -123,6 +130,7 @@ def create_share(state: State, account: str, name: str, quota: int, metadata: di
         # A share deleted while a job kept files in it may have left the directory behind.
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
+    _forget_usage(directory)
     return get_share(state, account, name)
 
 
@@ -143,6 +151,7 @@ def delete_share(state: State, share: Share) -> None:
         db.execute("DELETE FROM file_shares WHERE account = ? AND name = ?", (share.account, share.name))
         db.execute("DELETE FROM file_entries WHERE account = ? AND share = ?", (share.account, share.name))
     shutil.rmtree(share.directory, ignore_errors=True)
+    _forget_usage(share.directory)
 
 
 def list_shares(state: State, account: str, prefix: str, marker: str) -> list[Share]:
@@ -163,12 +172,58 @@ def share_usage_bytes(share: Share) -> int:
     return total
 
 
+# --- quota --------------------------------------------------------------------------------------------------
+#
+# As on Azure, a file's length counts against its share's quota from the moment it is created or resized (a
+# 990 MiB Create File with no content fills a 1 GiB share); writing ranges inside that length costs nothing more.
+# A change that would take the share past its quota is refused with 403 ShareSizeLimitReached. Files a job writes
+# straight into a mounted share count once they exist but cannot be refused.
+
+_usage_lock = threading.Lock()
+_usage: dict[Path, tuple[float, int]] = {}  # share directory -> (when counted, bytes)
+
+
+def _charge(share: Share, growth: int) -> None:
+    """Reserve `growth` bytes of the share's quota (refusing past it); negative growth frees. Call with the lock."""
+    counted = _usage.get(share.directory)
+    if growth <= 0:
+        if counted is not None:
+            _usage[share.directory] = (counted[0], counted[1] + growth)
+        return
+    limit = share.quota * GIB
+    if counted is None or time.monotonic() - counted[0] > _USAGE_FRESH_S or counted[1] + growth > limit:
+        counted = (time.monotonic(), share_usage_bytes(share))
+    _usage[share.directory] = counted
+    if counted[1] + growth > limit:
+        raise ServiceError(
+            403, "ShareSizeLimitReached",
+            f"The specified share is full: {counted[1]} of its {share.quota} GiB quota are used and the request"
+            f" needs {growth} bytes more.",
+        )
+    _usage[share.directory] = (counted[0], counted[1] + growth)
+
+
+def _forget_usage(directory: Path) -> None:
+    with _usage_lock:
+        for path in [path for path in _usage if path == directory or directory in path.parents]:
+            del _usage[path]
+
+
+def check_file_size(size: int, header: str = "x-ms-content-length") -> None:
+    if size > MAX_FILE_BYTES:
+        raise ServiceError(
+            400, "InvalidHeaderValue", "The file size exceeds the 4 TiB limit of a file.",
+            details={"HeaderName": header, "HeaderValue": str(size)},
+        )
+
+
 def forget_account(state: State, account: str) -> None:
     """Delete every share of `account` (the account itself is gone)."""
     with state.transaction() as db:
         db.execute("DELETE FROM file_shares WHERE account = ?", (account,))
         db.execute("DELETE FROM file_entries WHERE account = ?", (account,))
     shutil.rmtree(state.files_root / account, ignore_errors=True)
+    _forget_usage(state.files_root / account)
 
 
 # --- directories and files ----------------------------------------------------------------------------------
@@ -247,32 +302,47 @@ def delete_directory(state: State, entry: Entry) -> None:
 
 def create_file(
     state: State, share: Share, names: tuple[str, ...], size: int, content_settings: dict[str, str],
-    metadata: dict[str, str],
+    metadata: dict[str, str], content: bytes = b"",
 ) -> Entry:
-    """A new file of `size` zero bytes (sparse); an existing file is replaced, as the service does."""
+    """A new file of `size` bytes: `content` from offset 0, zeros (sparse) after it. An existing file is replaced,
+    as the service does. Refused when the share's quota cannot hold `size` more bytes (less the replaced file)."""
+    check_file_size(size)
     require_parent(state, share, names)
     path = inside(share.directory, names)
     if path.is_dir():
         raise ServiceError(409, "ResourceTypeMismatch", "The specified resource type does not match.")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.ftruncate(descriptor, size)
-    finally:
-        os.close(descriptor)
+    with _usage_lock:
+        try:
+            existing = os.lstat(path)
+            replaced = existing.st_size if stat.S_ISREG(existing.st_mode) else 0
+        except FileNotFoundError:
+            replaced = 0
+        _charge(share, size - replaced)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(descriptor, size)
+            _write_all(descriptor, 0, content)
+        finally:
+            os.close(descriptor)
     _save_row(state, share, names, content_settings=content_settings, metadata=metadata)
     return require_entry(state, share, names, directory=False)
 
 
 def write_range(state: State, entry: Entry, offset: int, data: bytes) -> Entry:
+    """Bytes inside the file's length (the caller checks): the length, and so the quota used, does not change."""
     descriptor = os.open(entry.path, os.O_WRONLY)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(descriptor, view, offset)
-            view, offset = view[written:], offset + written
+        _write_all(descriptor, offset, data)
     finally:
         os.close(descriptor)
     return touch(state, entry)
+
+
+def _write_all(descriptor: int, offset: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(descriptor, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def read_range(entry: Entry, start: int, end: int) -> bytes:
@@ -283,7 +353,11 @@ def read_range(entry: Entry, start: int, end: int) -> bytes:
 
 
 def resize_file(entry: Entry, size: int) -> None:
-    os.truncate(entry.path, size)
+    """Set the file's length (refused past the 4 TiB file limit or the share's quota)."""
+    check_file_size(size)
+    with _usage_lock:
+        _charge(entry.share, size - os.lstat(entry.path).st_size)
+        os.truncate(entry.path, size)
 
 
 def touch(
@@ -297,7 +371,13 @@ def touch(
 
 
 def delete_file(state: State, entry: Entry) -> None:
-    entry.path.unlink(missing_ok=True)
+    with _usage_lock:
+        try:
+            size = os.lstat(entry.path).st_size
+            entry.path.unlink()
+        except FileNotFoundError:
+            size = 0
+        _charge(entry.share, -size)
     _forget_row(state, entry)
 
 
