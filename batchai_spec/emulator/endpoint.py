@@ -82,26 +82,41 @@ def pid_alive(pid: int) -> bool:
 
 
 def live_endpoint(state_dir: Path) -> Endpoint | None:
-    """The endpoint of the emulator serving `state_dir`, if one does (its file is there and its pid lives)."""
+    """The endpoint of the emulator serving `state_dir`, if one does: its file is there and names the process that
+    holds the state dir's lock (a file left by an emulator that was killed may name a pid since given to another
+    process)."""
     try:
         endpoint = Endpoint.read(state_dir / ENDPOINT_FILE)
     except (OSError, ValueError, TypeError):
         return None
-    if not isinstance(endpoint.pid, int) or not pid_alive(endpoint.pid):
+    if not isinstance(endpoint.pid, int) or endpoint.pid != lock_holder(state_dir):
         return None
     return endpoint
 
 
 def lock_holder(state_dir: Path) -> int | None:
-    """The pid of the emulator holding `state_dir` (serving, starting or stopping), if it lives."""
+    """The pid of the emulator holding `state_dir` (serving, starting or stopping). Told by the kernel's table of
+    locks, not by the pid written in the lock file, which outlives a killed emulator and may name a pid reused by
+    another process; the file's pid stands only where /proc/locks cannot be read."""
+    path = state_dir / LOCK_FILE
     try:
-        text = (state_dir / LOCK_FILE).read_text().strip()
+        info = path.stat()
+        text = path.read_text().strip()
     except OSError:
         return None
-    if not text.isdigit():
-        return None
-    pid = int(text)
-    return pid if pid_alive(pid) else None
+    written = int(text) if text.isdigit() else None
+    try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return written if written is not None and pid_alive(written) else None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 21889 fe:00:2146365 0 EOF" (a blocked waiter's line has "->" after "1:")
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5] == device:
+            pid = int(fields[4])
+            return pid if pid_alive(pid) else None
+    return None
 
 
 def active_jobs(state_dir: Path) -> list[str] | None:

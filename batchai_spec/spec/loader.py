@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +77,8 @@ def load_spec(
 
 
 def read_var_file(path: Path) -> dict[str, Any]:
-    """A --var-file: a YAML mapping of template variables (not templated itself)."""
-    text = read_text(path)
+    """A --var-file: a YAML mapping of template variables (not templated itself), from a file or a pipe."""
+    text = read_text(path, pipes=True)
     try:
         document = parse_yaml(text)
     except YamlProblem as problem:
@@ -87,10 +88,10 @@ def read_var_file(path: Path) -> dict[str, Any]:
     return {str(key): value for key, value in document.data.items()}
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, *, pipes: bool = False) -> str:
     """The file's text; missing, unreadable, binary and non-UTF-8 files are SpecErrors, and so are files that are not
-    regular files (a FIFO, a device, a directory) or are over MAX_SPEC_BYTES."""
-    data = _read_bounded(path)
+    regular files (a device, a directory; a FIFO unless `pipes`) or are over MAX_SPEC_BYTES."""
+    data = _read_bounded(path, pipes=pipes)
     if b"\0" in data:
         offset = data.index(b"\0")
         raise SpecError(f"{path}:{_byte_position(data, offset)}: a binary file, not a YAML text file")
@@ -101,15 +102,26 @@ def read_text(path: Path) -> str:
     return text.replace("\r\n", "\n")
 
 
+# A var file given as a pipe (`--var-file <(...)`) is written by another process: how long to wait for all of it.
+PIPE_SECONDS = 10.0
+_PIPES_READ: dict[tuple[str, int], bytes] = {}
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _read_bounded(path: Path) -> bytes:
+def _read_bounded(path: Path, *, pipes: bool = False) -> bytes:
     """At most MAX_SPEC_BYTES of a regular file: its size is checked before reading (stat) and while reading (it may
     grow). A FIFO or device is refused from stat, never opened; the open does not block and is checked again
-    (fstat), in case the path was replaced in between."""
+    (fstat), in case the path was replaced in between. With `pipes`, a pipe or FIFO is read too (a var file given
+    as `<(pass show vars)` keeps secrets off the disk), within PIPE_SECONDS and the same size."""
     try:
-        _refuse_unless_small_regular(path, os.stat(path))
+        status = os.stat(path)
+        if pipes and stat.S_ISFIFO(status.st_mode):
+            # A pipe is read once: a command that reads its var files again (apply does) gets the same bytes.
+            key = (str(path), status.st_ino)
+            if key not in _PIPES_READ:
+                _PIPES_READ[key] = _read_pipe(path)
+            return _PIPES_READ[key]
+        _refuse_unless_small_regular(path, status)
         descriptor = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
@@ -126,6 +138,40 @@ def _read_bounded(path: Path) -> bytes:
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(f"{path}: more than {mib(MAX_SPEC_BYTES)} when read, over the limit of a spec or var file")
     return data
+
+
+def _read_pipe(path: Path) -> bytes:
+    """What a pipe's writer writes until it closes it, at most MAX_SPEC_BYTES + 1 bytes and PIPE_SECONDS; a FIFO that
+    no writer holds open reads as empty at once (the open does not block)."""
+    import selectors
+
+    deadline = time.monotonic() + PIPE_SECONDS
+    chunks, size = [], 0
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read: {error.strerror}") from None
+    with open(descriptor, "rb", buffering=0) as pipe, selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        while size <= MAX_SPEC_BYTES:
+            try:
+                # Read first: with no writer a FIFO reads as ended, while select() would wait for one to come.
+                chunk = pipe.read(MAX_SPEC_BYTES + 1 - size)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                break
+            if chunk is None:  # nothing yet (a non-blocking read answers None or raises, as the platform does)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SpecError(f"{path}: its writer did not finish within {PIPE_SECONDS:g} seconds")
+                selector.select(left)
+                continue
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: more than {mib(MAX_SPEC_BYTES)} when read, over the limit of a spec or var file")
+    return b"".join(chunks)
 
 
 def _refuse_unless_small_regular(path: Path, status: os.stat_result) -> None:

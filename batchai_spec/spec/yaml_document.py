@@ -38,6 +38,11 @@ class YamlProblem(Exception):
         self.position = position
 
 
+class YamlTooLarge(YamlProblem):
+    """A document past a bound (MAX_NODES, MAX_SCALAR_TEXT, a recursive alias): the same for every parser, so it is
+    never parsed again by the slower one."""
+
+
 # What a document may expand to, aliases counted each time they are used (a 2,000-job sweep written out has about
 # 34,000 nodes). Without these bounds nine levels of nine aliases (530 bytes) expand to 387 million nodes: minutes and
 # gigabytes before anything is reported.
@@ -72,7 +77,7 @@ class _CountingComposer(yaml.composer.Composer):
             node = super().compose_node(parent, index)  # the anchored node; an undefined alias is PyYAML's error
             if event.anchor not in self._expanded:
                 problem = f"the alias *{event.anchor} refers to a node that contains it (a recursive alias)"
-                raise YamlProblem(problem, Position.of(event.start_mark))
+                raise YamlTooLarge(problem, Position.of(event.start_mark))
             nodes, text = self._expanded[event.anchor]
             self._add(nodes, text, event.start_mark, f"the alias *{event.anchor} expands the document past ")
             return node
@@ -89,9 +94,9 @@ class _CountingComposer(yaml.composer.Composer):
         self._nodes += nodes
         self._text += text
         if self._nodes > MAX_NODES:
-            raise YamlProblem(f"{problem}{MAX_NODES:,} nodes (keys and values), the limit{_ALIASES}", Position.of(mark))
+            raise YamlTooLarge(f"{problem}{MAX_NODES:,} nodes (keys and values), the limit{_ALIASES}", Position.of(mark))
         if self._text > MAX_SCALAR_TEXT:
-            raise YamlProblem(f"{problem}{mib(MAX_SCALAR_TEXT)} of values, the limit{_ALIASES}", Position.of(mark))
+            raise YamlTooLarge(f"{problem}{mib(MAX_SCALAR_TEXT)} of values, the limit{_ALIASES}", Position.of(mark))
 
 
 _ALIASES = " (an alias counts in full each time it is used)"
@@ -127,8 +132,10 @@ def parse_yaml(text: str) -> YamlDocument:
     if _FastLoader is not None:
         try:
             return _parse_with(_FastLoader, text)
+        except YamlTooLarge:
+            raise
         except YamlProblem:
-            pass
+            pass  # reported by the Python parser, in the words the spec's error texts expect
     return _parse_with(_SafeLoader, text)
 
 

@@ -129,6 +129,31 @@ def test_emulator_status_and_stop(background_project: BackgroundProject):
     assert project.emulator.pid not in (None, pid)
 
 
+def test_files_left_by_a_killed_emulator_never_name_another_process(background_project: BackgroundProject):
+    """A SIGKILLed emulator leaves its lock and endpoint files, whose pid the system may give to any process: that
+    process is never taken for the emulator, nor signalled by `emulator stop`."""
+    project = background_project
+    project.cli("plan")
+    endpoint, killed = (project.state_dir / ENDPOINT_FILE).read_text(), project.emulator.pid
+    os.kill(killed, signal.SIGKILL)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        # As if the system had given the dead emulator's pid to this process.
+        (project.state_dir / "emulator.lock").write_text(f"{stranger.pid}\n")
+        stale = endpoint.replace(f'"pid": {killed}', f'"pid": {stranger.pid}')
+        assert stale != endpoint
+        (project.state_dir / ENDPOINT_FILE).write_text(stale)
+        status = _emulator(project, "status")
+        assert status.returncode == 0 and status.stdout.startswith("No emulator is running"), status.stdout
+        assert _emulator(project, "stop").stdout.strip() == f"No emulator is running for {project.state_dir}."
+        project.cli("plan")  # starts a new emulator instead of waiting for, or talking to, the stranger
+        assert project.emulator.pid not in (None, stranger.pid)
+        assert stranger.poll() is None, "the stranger was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_an_idle_emulator_stops_by_itself_but_never_under_a_running_job(background_project: BackgroundProject):
     project = background_project
     gate = project.gate("job")

@@ -32,17 +32,25 @@ SHARE_ROOT = f"$AZ_BATCHAI_MOUNT_ROOT/{MOUNT}"
 DAEMON = """\
 import os, signal, sys, time
 pids, scrub = sys.argv[1], sys.argv[2:] == ["scrub"]
+# The first process returns only once the daemon is ready (SIGTERM ignored, pid written): a job that ends, or is
+# stopped, right after it must find the daemon there, however loaded the machine is.
+ready_read, ready_write = os.pipe()
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if scrub:
-            os.execve("/bin/sh", ["sh", "-c", "echo daemon $$ >> " + pids + "; exec sleep 300"], {})
+            os.set_inheritable(ready_write, True)
+            command = "echo daemon $$ >> %s; echo >&%d; exec sleep 300" % (pids, ready_write)
+            os.execve("/bin/sh", ["sh", "-c", command], {})
         with open(pids, "a") as handle:
             handle.write("daemon %d\\n" % os.getpid())
+        os.write(ready_write, b"x")
         time.sleep(300)
     os._exit(0)
 os.wait()
+os.close(ready_write)
+os.read(ready_read, 1)
 """
 
 

@@ -3,12 +3,15 @@ exit 1, no traceback (unless --debug)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import socket
 
 import pytest
 
 from batchai_spec.emulator.admin_client import AdminClient
+from batchai_spec.emulator.endpoint import LOCK_FILE
 from batchai_spec.errors import UserError
 from tests.plan.conftest import SECRETS
 
@@ -19,12 +22,26 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
+_held_locks: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_held_locks():
+    yield
+    while _held_locks:
+        os.close(_held_locks.pop())
+
+
 def _copy_endpoint(project, tmp_path, **changes) -> str:
-    """A state dir whose endpoint.json is the running emulator's with some fields changed."""
+    """A state dir whose endpoint.json is the running emulator's with some fields changed, and whose lock this
+    process holds (the emulator serves from it), as an emulator serving that dir would."""
     endpoint = json.loads((project.state_dir / "endpoint.json").read_text())
-    endpoint.update(changes)
+    endpoint.update(changes, pid=os.getpid())
     state_dir = tmp_path / "other-state"
     state_dir.mkdir()
+    lock = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    _held_locks.append(lock)
     (state_dir / "endpoint.json").write_text(json.dumps(endpoint))
     return str(state_dir)
 

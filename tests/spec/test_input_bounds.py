@@ -127,12 +127,31 @@ def test_a_file_that_grows_past_the_limit_after_its_stat_is_read_no_further(tmp_
     assert raised.value.message == f"{spec}: more than 2 MiB when read, over the limit of a spec or var file"
 
 
-def test_a_fifo_is_refused_without_being_opened(tmp_path):
+def test_a_fifo_spec_is_refused_without_being_opened_and_one_without_a_writer_reads_as_empty(tmp_path):
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)  # opened for reading, it would block until a writer came: the subprocess's timeout guards that
     expected = f"{fifo}: is a FIFO (named pipe), not a regular file; specs and var files are read from regular files only"
     assert refused("validate", fifo) == expected
-    assert refused("validate", SAMPLE, "--var-file", fifo) == expected
+    # A var file may be a pipe (`--var-file <(...)`); a FIFO that no writer holds open is empty, at once.
+    assert refused("validate", SAMPLE, "--var-file", fifo) == f"{fifo}: the document is empty"
+
+
+def test_a_var_file_from_a_process_substitution_keeps_values_off_the_disk(tmp_path):
+    """`--var-file <(command)`: the variables come through a pipe, read to its end within a deadline."""
+    script = f"{sys.executable} -m batchai_spec validate {SAMPLE} --var-file <(sleep 0.2; echo 'storage_account: piped0store')"
+    result = subprocess.run(["bash", "-c", script], cwd=REPOSITORY, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    assert "piped0store" in result.stdout
+    # A command that reads its var files twice (apply: the variables a saved plan withheld, then the spec) reads the
+    # pipe once.
+    pipe_read, pipe_write = os.pipe()
+    os.write(pipe_write, b"storage_account: piped1store\n")
+    os.close(pipe_write)
+    try:
+        path = Path(f"/proc/self/fd/{pipe_read}")
+        assert read_var_file(path) == read_var_file(path) == {"storage_account": "piped1store"}
+    finally:
+        os.close(pipe_read)
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
