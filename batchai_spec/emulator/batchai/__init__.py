@@ -3,7 +3,8 @@
 thread per running emulator (scheduler.py, service.py).
 
 The server wires two things: `add_routes(router)` on the ARM router, and `start(state)` when it starts serving
-(it returns the function that stops the scheduler; job processes keep running and are adopted on restart).
+(it returns the function that stops the scheduler and, on a clean stop, every job's and setup task's processes;
+after a crash, the processes that still run are adopted on restart).
 """
 
 from __future__ import annotations
