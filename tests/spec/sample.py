@@ -62,3 +62,15 @@ def write_spec(directory: Path, text: str | bytes, name: str = "spec.yaml") -> P
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+# The top of a sweep spec, up to its experiments: one cluster writing to a blob container (tests/spec).
+SWEEP_HEAD = """\
+version: 1
+name: sweep
+resource_group: {name: rg, location: eastus}
+workspace: {name: ws}
+clusters:
+  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}, node_setup: {mount_volumes: {azure_blob_file_systems: [{account_name: sweepblobs, container_name: runs, account_key: not-a-key, relative_mount_path: runs}]}}}
+experiments:
+"""

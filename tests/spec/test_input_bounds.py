@@ -14,7 +14,7 @@ from batchai_spec.spec import SpecError, load_spec, read_var_file
 from batchai_spec.spec import loader, template, yaml_document
 from batchai_spec.spec.yaml_document import MAX_SPEC_BYTES
 from tests.cli.running import REPOSITORY
-from tests.spec.sample import VALID_SPEC, edited, write_spec
+from tests.spec.sample import SWEEP_HEAD, VALID_SPEC, edited, write_spec
 
 # Each refusal below takes a fraction of a second, the interpreter's start included; unbounded, these inputs took
 # minutes and gigabytes, or hung. The timeout is the only timing check, and generous, so that a loaded machine does
@@ -244,14 +244,7 @@ def test_a_2000_job_sweep_written_out_loads_well_within_the_bounds(tmp_path):
     assert len(load_spec(spec).spec.experiments[0].jobs) == 2000
 
 
-SWEEP_TEMPLATE = """\
-version: 1
-name: sweep
-resource_group: {name: rg, location: eastus}
-workspace: {name: ws}
-clusters:
-  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}, node_setup: {mount_volumes: {azure_blob_file_systems: [{account_name: sweepblobs, container_name: runs, account_key: not-a-key, relative_mount_path: runs}]}}}
-experiments:
+SWEEP_TEMPLATE = SWEEP_HEAD + """\
   - name: e1
     jobs:
       - &first

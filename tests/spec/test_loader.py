@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from batchai_spec.spec import SpecError, load_spec, read_var_file
-from tests.spec.sample import VALID_SPEC, edited, write_spec
+from tests.spec.sample import SWEEP_HEAD, VALID_SPEC, edited, write_spec
 
 REPO_SPEC = "specs/mnist-cntk.yaml"
 
-SWEEP = """\
-version: 1
-name: sweep
-resource_group: {name: rg, location: eastus}
-workspace: {name: ws}
-clusters:
-  - {name: c1, vm_size: STANDARD_NC6, scale: {manual: {target_node_count: 1}}, user_account: {admin_user_name: demo, ssh_public_key: ssh-ed25519 AAAAtest}, node_setup: {mount_volumes: {azure_blob_file_systems: [{account_name: sweepblobs, container_name: runs, account_key: not-a-key, relative_mount_path: runs}]}}}
-experiments:
+SWEEP = SWEEP_HEAD + """\
   - name: e1
     jobs:
 {% for lr in vars.rates | default([0.1, 0.01]) %}
