@@ -68,3 +68,15 @@ class StorageAccount:
         return share_service_for(self.endpoint, self.name, credential or self.keys[0], **options)
 
 
+
+
+def new_storage_account(endpoint: Endpoint) -> StorageAccount:
+    """A storage account in a new resource group, made through ARM with the SDKs, with its keys."""
+    group, name = unique_name("rg"), unique_name("sa")
+    resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
+    storage = storage_client_for(endpoint)
+    storage.storage_accounts.begin_create(
+        group, name, {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION}
+    ).result()
+    keys = storage.storage_accounts.list_keys(group, name).keys
+    return StorageAccount(group, name, (keys[0].value, keys[1].value), endpoint)

@@ -41,12 +41,6 @@ def _job(session: Session, name: str) -> Resource:
     return matches[0]
 
 
-def _job_waits(spec, job, var, var_file, backend, state_dir) -> tuple[Resource, Waits]:
-    """The job a day-2 command names, and the reads that follow it."""
-    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
-    return resource, waits
-
-
 def _open_job(spec, job, var, var_file, backend, state_dir) -> tuple[Session, Resource, Waits]:
     """The session of a day-2 command, the job it names, and the reads that follow that job."""
     from batchai_spec.azure.watch import Watch
@@ -143,7 +137,7 @@ def logs(
     from batchai_spec.azure.watch import STDOUTERR
     from batchai_spec.engine.waits import LOG_FILES
 
-    resource, waits = _job_waits(spec, job, var, var_file, backend, state_dir)
+    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
     watch = waits.watch
     with service_call(resource.address, "reading the logs of"):
         if follow:

@@ -27,8 +27,7 @@ from tests.emulator_clients import (
     LOCATION,
     StaticTokenCredential,
     StorageAccount,
-    resource_client_for,
-    storage_client_for,
+    new_storage_account,
     unique_name,
 )
 
@@ -174,14 +173,8 @@ def standalone_sandbox(emulator: RunningEmulator) -> Sandbox:
     """A Sandbox on an emulator of the test's own (one it may stop): group, account, share, workspace, experiment."""
     endpoint = emulator.endpoint
     client = batchai_client_for(endpoint)
-    group, name = unique_name("rg"), unique_name("sa")
-    resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
-    storage = storage_client_for(endpoint)
-    storage.storage_accounts.begin_create(
-        group, name, {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION}
-    ).result()
-    keys = storage.storage_accounts.list_keys(group, name).keys
-    account = StorageAccount(group, name, (keys[0].value, keys[1].value), endpoint)
+    account = new_storage_account(endpoint)
+    group, name = account.resource_group, account.name
     account.service().create_share(SHARE)
     client.workspaces.begin_create(group, WORKSPACE, models.WorkspaceCreateParameters(location=LOCATION)).result()
     client.experiments.begin_create(group, WORKSPACE, EXPERIMENT).result()

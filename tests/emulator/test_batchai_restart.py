@@ -10,7 +10,7 @@ import azure.mgmt.batchai.models as models
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.server import start_in_process
 from tests.emulator.batchai_support import batchai_client_for, cluster_parameters, wait_for, zero_delays
-from tests.emulator_clients import LOCATION, resource_client_for, share_service_for, storage_client_for, unique_name
+from tests.emulator_clients import LOCATION, new_storage_account
 
 
 def test_jobs_survive_an_emulator_restart(tmp_path):
@@ -19,14 +19,9 @@ def test_jobs_survive_an_emulator_restart(tmp_path):
         # As after a crash: this emulator's stop leaves the jobs' processes running (a clean stop ends them).
         zero_delays(emulator, stop_processes_on_shutdown=False)
         endpoint = emulator.endpoint
-        group, account = unique_name("rg"), unique_name("sa")
-        resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
-        storage = storage_client_for(endpoint)
-        storage.storage_accounts.begin_create(
-            group, account, {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION}
-        ).result()
-        key = storage.storage_accounts.list_keys(group, account).keys[0].value
-        share_service_for(endpoint, account, key).create_share("share")
+        created = new_storage_account(endpoint)
+        group, account, key = created.resource_group, created.name, created.keys[0]
+        created.service().create_share("share")
         share = share_directory(emulator.state, account, "share")
         client = batchai_client_for(endpoint)
         client.workspaces.begin_create(group, "ws", models.WorkspaceCreateParameters(location=LOCATION)).result()

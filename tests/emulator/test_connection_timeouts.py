@@ -11,7 +11,7 @@ import pytest
 from batchai_spec.emulator.connections import DEFAULT_REQUEST_TIMEOUT_S, REQUEST_TIMEOUT_ENV, OpenConnections
 from batchai_spec.emulator.server import start_in_process
 from tests.emulator.raw_streams import account_sas, connect, read_answer, request_head, wait_closed
-from tests.emulator_clients import LOCATION, resource_client_for, share_service_for, storage_client_for, unique_name
+from tests.emulator_clients import new_storage_account, share_service_for, unique_name
 
 TIMEOUT_S = 1.0
 # Closed within the timeout plus this (the watchdog looks every TIMEOUT_S / 4; a loaded machine is slower).
@@ -27,14 +27,8 @@ def quick_emulator(tmp_path, monkeypatch):
 
 @pytest.fixture
 def account(quick_emulator):
-    endpoint = quick_emulator.endpoint
-    group, name = unique_name("rg"), unique_name("sa")
-    resource_client_for(endpoint).resource_groups.create_or_update(group, {"location": LOCATION})
-    storage = storage_client_for(endpoint)
-    storage.storage_accounts.begin_create(
-        group, name, {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2", "location": LOCATION}
-    ).result()
-    return name, storage.storage_accounts.list_keys(group, name).keys[0].value
+    created = new_storage_account(quick_emulator.endpoint)
+    return created.name, created.keys[0]
 
 
 def _closed_in_time(connection, feed: bytes | None = None) -> tuple[bytes | None, float]:
