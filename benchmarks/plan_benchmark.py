@@ -188,13 +188,13 @@ def _cli(arguments: list[str], check: bool = True) -> subprocess.CompletedProces
 
 def _converge(spec: Path, state_dir: Path) -> None:
     """Apply, wait until no job is queued or running (so that no job competes for the CPU), check the plan is empty."""
-    from batchai_spec.azure.clients import Clients
-    from batchai_spec.azure.target import local_target
+    from batchai_spec.services.azure.clients import Clients
+    from batchai_spec.services.azure.endpoint import local_endpoint
     from batchai_spec.spec import load_spec
 
     _cli(["apply", str(spec), "-y", "--no-wait", "--state-dir", str(state_dir)])
     spec_model = load_spec(spec).spec
-    clients = Clients(local_target(state_dir))
+    clients = Clients(local_endpoint(state_dir))
     rg, workspace = spec_model.resource_group.name, spec_model.workspace.name
 
     def jobs_ended() -> bool:
@@ -246,15 +246,15 @@ def _counted_requests():
 
 def _in_process_plan(spec: Path, state_dir: Path) -> tuple[float, float, float, Counter]:
     """A second plan in this process (imports and code paths warm): load, graph and read+diff times, requests."""
-    from batchai_spec.azure.target import TargetChoice
+    from batchai_spec.services.azure.endpoint import EndpointChoice
     from batchai_spec.session import Session
     from batchai_spec.spec import load_spec
 
-    Session(load_spec(spec), TargetChoice("local", state_dir)).plan()
+    Session(load_spec(spec), EndpointChoice("local", state_dir)).plan()
     started = time.perf_counter()
     loaded = load_spec(spec)
     load_s = time.perf_counter() - started
-    session = Session(loaded, TargetChoice("local", state_dir))
+    session = Session(loaded, EndpointChoice("local", state_dir))
     session.target  # connecting reads endpoint.json only
     started = time.perf_counter()
     session.graph

@@ -32,7 +32,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def stop_background_emulators(root: Path) -> list[int]:
     """Stop every emulator a command started in the background for a state dir under `root` (those the test
     process serves itself are its fixtures' to stop); their pids."""
-    from batchai_spec.azure.target import stop_local_emulator
+    from batchai_spec.services.azure.endpoint import stop_local_emulator
     from batchai_spec.emulator.endpoint import LOCK_FILE, lock_holder, pid_alive
 
     stopped = []
@@ -65,7 +65,7 @@ def _no_background_emulator_left_in_the_checkout() -> Iterator[None]:
     running_before = lock_holder(default)
     yield
     if running_before is None and lock_holder(default) is not None:
-        from batchai_spec.azure.target import stop_local_emulator
+        from batchai_spec.services.azure.endpoint import stop_local_emulator
 
         stop_local_emulator(default)
 

@@ -41,7 +41,7 @@ def _interrupted() -> None:
 def _stopped_emulator(error: BaseException) -> UserError | None:
     """The local emulator's death, when it caused `error`: a layer may have wrapped it in its own context (apply's
     "create X failed: ... Already done: ..."), but what to act on is that the emulator stopped."""
-    from batchai_spec.azure.target import EmulatorStopped
+    from batchai_spec.services.azure.endpoint import EmulatorStopped
 
     cause: BaseException | None = error
     for _ in range(20):

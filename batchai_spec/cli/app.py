@@ -25,8 +25,23 @@ console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 PROG_NAME = "batchai-spec"
 
 
+# Old names of options, still accepted, never shown.
+HIDDEN_ALIASES = frozenset({"--backend"})
+
+
 class _HelpLayout:
-    """The help and usage lines of the command-line ecosystem: `SPEC`, not `{spec}`; flags without a `<bool>`."""
+    """The help and usage lines of the command-line ecosystem: `SPEC`, not `{spec}`; flags without a `<bool>`;
+    hidden aliases left out."""
+
+    def format_help(self, ctx, formatter) -> None:
+        names = {param: param.opts for param in self.params}
+        for param in self.params:
+            param.opts = [name for name in param.opts if name not in HIDDEN_ALIASES]
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            for param, opts in names.items():
+                param.opts = opts
 
     def get_params(self, ctx):
         params = super().get_params(ctx)

@@ -12,7 +12,7 @@ import typer
 from typing import TYPE_CHECKING
 
 from batchai_spec.cli.app import app, console, console_err, examples
-from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import (
     ClusterTimeoutOption, Duration, FormatOption, JobTimeoutOption, JsonOption, LockTimeoutOption, SpecArgument,
     SpecOrPlanArgument, VarFileOption, VarOption, wants_json,
@@ -46,7 +46,7 @@ def _confirm(plan: Plan, reporter: Reporter, auto_approve: bool, json_lines: boo
         consequence = "batchai-spec will destroy the resources described above. There is no undo."
     else:
         question = "Do you want to perform these actions?"
-        consequence = f"batchai-spec will perform the actions described above on {plan.target}."
+        consequence = f"batchai-spec will perform the actions described above on {plan.endpoint}."
     lines = [question, f"  {consequence}", *(f"  Note: {note}." for note in plan.notes()), "  Only 'yes' or 'y' will be accepted to approve.", ""]
     asking = console if console.is_terminal and not json_lines else console_err
     asking.print("\n".join(lines), markup=False, highlight=False)
@@ -88,7 +88,7 @@ def apply(
     lock_timeout: LockTimeoutOption = Duration(0),
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
@@ -107,7 +107,7 @@ def apply(
     else:
         spec_path = spec
     session = open_session(
-        spec_path, var, var_file, backend, state_dir, parallelism, saved_variables=saved.variables if saved else None
+        spec_path, var, var_file, endpoint, state_dir, parallelism, saved_variables=saved.variables if saved else None
     )
     reporter = make_reporter(console, json_lines=json_lines)
     try:
@@ -121,12 +121,12 @@ def apply(
             if plan.has_changes:
                 _confirm(plan, reporter, auto_approve or saved is not None, json_lines)
                 executor.run()
-            jobs = [session.graph.resources[address] for address in executor.created_jobs]
+            jobs = [session.graph.resources[address] for address in executor.created_runs]
             earlier = [session.graph.resources[address] for address in _left_running(plan, observed)]
             if jobs or earlier:
                 lock.note(f"following {', '.join(job.address for job in [*jobs, *earlier])}")
             for job in earlier:
-                started = observed[job.address].meta.get("started")
+                started = observed[job.address].run.started
                 ago = f", started {elapsed(time.time() - started)} ago" if started else ""
                 reporter.emit("message", text=f"{job.address}: following the run an earlier apply submitted{ago}")
             failed = _follow_jobs(
@@ -164,7 +164,7 @@ def destroy(
     lock_timeout: LockTimeoutOption = Duration(0),
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
@@ -173,7 +173,7 @@ def destroy(
     from batchai_spec.plan.model import Action
     from batchai_spec.ui.reporters import make_reporter
 
-    session = open_session(spec, var, var_file, backend, state_dir, parallelism, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism, require_sources=False)
     reporter = make_reporter(console, json_lines=json_lines)
     try:
         with _locked(session, "destroy", lock_timeout):
@@ -207,27 +207,24 @@ def _locked(session: Session, command: str, timeout: float):
 
 
 def _executor(session, plan, observed, reporter, cluster_timeout, job_timeout, parallelism) -> Executor:
-    from batchai_spec.azure.changes import Changes
-    from batchai_spec.azure.watch import Watch
     from batchai_spec.engine.executor import Executor
     from batchai_spec.engine.waits import Timeouts, Waits
 
-    changes = Changes(session.clients, session.graph.spec_name, observed)
-    waits = Waits(Watch(session.clients), reporter, Timeouts(cluster=cluster_timeout, job=job_timeout))
-    return Executor(plan, session.graph, observed, changes, waits, reporter, parallelism=parallelism)
+    waits = Waits(session.connection, reporter, Timeouts(cluster=cluster_timeout, job=job_timeout))
+    return Executor(plan, session.graph, observed, session.connection, waits, reporter, parallelism=parallelism)
 
 
 def _left_running(plan: Plan, observed: dict) -> list[str]:
-    """The jobs of the plan an earlier apply (interrupted, or --no-wait) left queued or running: applying again
+    """The runs of the plan an earlier apply (interrupted, or --no-wait) left queued or running: applying again
     follows them to their end instead of saying nothing."""
     from batchai_spec.plan.model import Action
 
     return [
         change.address
         for change in plan.changes
-        if change.kind == "job"
-        and change.action is Action.NO_OP
-        and observed[change.address].meta.get("execution_state") in ("queued", "running")
+        if change.action is Action.NO_OP
+        and observed[change.address].run is not None
+        and observed[change.address].run.in_flight
     ]
 
 
@@ -250,7 +247,7 @@ def _follow_jobs(
         for job in jobs:
             reporter.emit("message", text=f"{job.address}: submitted; follow it with `batchai-spec logs {spec} {_name(job)} -f`")
         return []
-    from batchai_spec.azure.errors import service_call
+    from batchai_spec.services.azure.errors import service_call
     from batchai_spec.ui.reporters import service_errors
 
     stream_logs = len(jobs) == 1
@@ -287,10 +284,10 @@ def _follow_jobs(
 def _same_spec(session: Session, var_files: list[Path] | None) -> str:
     """`SPEC` and the options that reach what this command reached, for the commands a hint names, so that they
     work as they are copied: its variables (`--var NAME=...` for one that feeds a secret: the value is not shown),
-    its var files, its state dir or backend."""
+    its var files, its state dir or endpoint."""
     import shlex
 
-    from batchai_spec.azure.target import DEFAULT_STATE_DIR
+    from batchai_spec.services.azure.endpoint import DEFAULT_STATE_DIR
     from batchai_spec.plan.saved import feeds_a_secret
     from batchai_spec.spec import read_var_file
 
@@ -304,7 +301,7 @@ def _same_spec(session: Session, var_files: list[Path] | None) -> str:
             words += ["--var", f"{name}={'...' if feeds_a_secret(value, secrets) else value}"]
     choice = session.choice
     if choice.kind != "local":
-        words += ["--backend", choice.kind]
+        words += ["--endpoint", choice.kind]
     elif choice.state_dir != Path(DEFAULT_STATE_DIR).resolve():
         words += ["--state-dir", str(choice.state_dir)]
     return shlex.join(words)
@@ -316,10 +313,10 @@ def _name(job: Resource) -> str:
 
 def _where_outputs_are(session: Session, job: Resource, run_id: str | None) -> list[str]:
     """Each output directory of the run (and its stdout/stderr) as a place on a file share."""
-    from batchai_spec.azure.runs import spec_layout
-    from batchai_spec.azure.watch import STDOUTERR
+    from batchai_spec.services.batchai.runs import spec_layout
+    from batchai_spec.statuses import STDOUTERR
 
-    layout = spec_layout(session.graph, job, session.target.subscription_id)
+    layout = spec_layout(session.graph, job, session.endpoint.subscription_id)
     if run_id is None or not layout.directories:
         return []
     lines = [f"{job.address}: outputs of run {run_id} on the file share:"]

@@ -1,4 +1,4 @@
-"""Options and plumbing shared by the commands that talk to a target (plan, apply, destroy, status...)."""
+"""Options and plumbing shared by the commands that talk to an endpoint (plan, apply, destroy, status...)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the SDKs are imported when a command runs, not when the CLI starts
     from batchai_spec.session import Session
 
-BackendOption = Annotated[
+EndpointOption = Annotated[
     str,
     typer.Option(
-        "--backend",
+        "--endpoint",
+        "--backend",  # its former name: accepted for one more release, left out of --help (app.HIDDEN_ALIASES)
         metavar="local|azure",
-        envvar="BATCHAI_SPEC_BACKEND",
-        help="Where the spec lives: 'local' (the local emulator, default) or 'azure'.",
+        envvar=["BATCHAI_SPEC_ENDPOINT", "BATCHAI_SPEC_BACKEND"],
+        help="Where requests go: 'local' (the local emulator, default) or 'azure'.",
     ),
 ]
 StateDirOption = Annotated[
@@ -39,7 +40,7 @@ def open_session(
     spec_path: Path,
     var: list[str] | None,
     var_file: list[Path] | None,
-    backend: str,
+    endpoint: str,
     state_dir: Path | None,
     parallelism: int = 10,
     *,
@@ -47,9 +48,9 @@ def open_session(
     saved_variables: Mapping[str, Any] | None = None,
 ) -> Session:
     """`saved_variables`: those of a saved plan, under the command line's --var."""
-    from batchai_spec.azure.target import choose_target
+    from batchai_spec.services.azure.endpoint import choose_endpoint
     from batchai_spec.cli.options import load_spec_from_cli
     from batchai_spec.session import Session
 
     loaded = load_spec_from_cli(spec_path, var, var_file, saved_variables)
-    return Session(loaded, choose_target(backend, state_dir), parallelism=parallelism, require_sources=require_sources)
+    return Session(loaded, choose_endpoint(endpoint, state_dir), parallelism=parallelism, require_sources=require_sources)

@@ -15,14 +15,14 @@ from rich.text import Text
 from typing import TYPE_CHECKING
 
 from batchai_spec.cli.app import app, console
-from batchai_spec.cli.common import BackendOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, StateDirOption, open_session
 from batchai_spec.cli.options import FormatOption, JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
 from batchai_spec.cli.options import Duration, parse_duration
 from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
-    from batchai_spec.azure.runs import JobRun
-    from batchai_spec.azure.watch import JobStatus
+    from batchai_spec.services.batchai.runs import JobRun
+    from batchai_spec.statuses import JobStatus
     from batchai_spec.engine.waits import Waits
     from batchai_spec.graph import Resource
     from batchai_spec.observed import Observed
@@ -41,31 +41,13 @@ def _job(session: Session, name: str) -> Resource:
     return matches[0]
 
 
-def _open_job(spec, job, var, var_file, backend, state_dir) -> tuple[Session, Resource, Waits]:
+def _open_job(spec, job, var, var_file, endpoint, state_dir) -> tuple[Session, Resource, Waits]:
     """The session of a day-2 command, the job it names, and the reads that follow that job."""
-    from batchai_spec.azure.watch import Watch
     from batchai_spec.engine.waits import Waits
     from batchai_spec.ui.reporters import PlainReporter
 
-    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
-    return session, _job(session, job), Waits(Watch(session.clients), PlainReporter())
-
-
-def _details(live: Observed) -> tuple[str, str]:
-    if not live.exists:
-        return "missing", ""
-    meta = live.meta
-    if live.kind == "cluster":
-        from batchai_spec.ui.reporters import node_counts
-
-        counts = node_counts(meta.get("node_state_counts", {}))
-        return meta.get("allocation_state") or "?", f"{meta.get('current_node_count', 0)} nodes" + (f" ({counts})" if counts else "")
-    if live.kind == "job":
-        exit_code = meta.get("exit_code")
-        return meta.get("execution_state") or "?", "" if exit_code is None else f"exit code {exit_code}"
-    if live.kind == "file":
-        return "present", f"{live.state.get('size', 0):,} bytes"
-    return "present", ""
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
+    return session, _job(session, job), Waits(session.connection, PlainReporter())
 
 
 def _print_table(title: str | None, headers: tuple[str, ...], rows: list[list[str]]) -> None:
@@ -91,7 +73,7 @@ def status(
     spec: SpecArgument,
     var: VarOption = None,
     var_file: VarFileOption = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
@@ -101,7 +83,7 @@ def status(
     With --format json: one JSON object per resource and line instead of the table.
     """
     json_lines = wants_json(json_lines, output_format)
-    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
     observed = session.observe()
     addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
     rows = []
@@ -109,7 +91,7 @@ def status(
         live = observed[address]
         if address not in session.graph.resources and not (live.exists and live.owned):
             continue
-        state, details = _details(live)
+        state, details = session.graph.registry[live.kind].status(live) if live.exists else ("missing", "")
         rows.append({"address": address, "state": state, "details": details, "exists": live.exists, "owned": live.owned})
     if json_lines:
         for row in rows:
@@ -119,7 +101,7 @@ def status(
         [row["address"], row["state"], row["details"], "yes" if row["owned"] else ("no" if row["exists"] else "")]
         for row in rows
     ]
-    _print_table(f"{session.graph.spec_name} on {session.target.description}", ("Address", "State", "Details", "Owned"), cells)
+    _print_table(f"{session.graph.spec_name} on {session.endpoint.description}", ("Address", "State", "Details", "Owned"), cells)
 
 
 @app.command()
@@ -129,15 +111,15 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming until the job ends.")] = False,
     var: VarOption = None,
     var_file: VarFileOption = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
-    from batchai_spec.azure.errors import service_call
-    from batchai_spec.azure.watch import STDOUTERR
+    from batchai_spec.services.azure.errors import service_call
+    from batchai_spec.statuses import STDOUTERR
     from batchai_spec.engine.waits import LOG_FILES
 
-    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    _, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
     watch = waits.watch
     with service_call(resource.address, "reading the logs of"):
         if follow:
@@ -156,7 +138,7 @@ def outputs(
     download: Annotated[Optional[Path], typer.Option("--download", metavar="DIR", help="Download the files into this directory.")] = None,
     var: VarOption = None,
     var_file: VarFileOption = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
     run: Annotated[
         Optional[str],
@@ -168,12 +150,12 @@ def outputs(
     Every run still on the share is listed: a replaced job's earlier runs stay there, each in its own directory.
     The files are those of the newest run (the live job's), or of --run: its output directories and stdouterr.
     """
-    from batchai_spec.azure import runs as job_runs
-    from batchai_spec.azure.errors import service_call
+    from batchai_spec.services.azure.errors import service_call
+    from batchai_spec.services.batchai import runs as job_runs
 
-    session, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
     clients, watch = session.clients, waits.watch
-    layout = job_runs.spec_layout(session.graph, resource, session.target.subscription_id)
+    layout = job_runs.spec_layout(session.graph, resource, session.endpoint.subscription_id)
     with service_call(resource.address, "reading the outputs of"):
         live, missing = job_runs.live_job(clients, resource.ids)
         found = job_runs.list_runs(clients, layout, live)
@@ -244,7 +226,7 @@ def cancel(
     ] = Duration(300),
     var: VarOption = None,
     var_file: VarFileOption = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
 ) -> None:
     """Stop a queued or running job; its logs and outputs are kept.
@@ -253,12 +235,16 @@ def cancel(
     stays declared: the next apply takes the run as finished. Takes no lock, so it can stop the job that an apply
     is following.
     """
-    from batchai_spec.azure.errors import service_call
-    from batchai_spec.engine.retry import with_retries
+    from batchai_spec.engine.retry import with_retries as retried
     from batchai_spec.engine.waits import FINISHED, LOG_FILES, Backoff
+    from batchai_spec.services.azure.errors import service_call
 
-    _, resource, waits = _open_job(spec, job, var, var_file, backend, state_dir)
+    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
     watch, ids, address = waits.watch, resource.ids, resource.address
+
+    def with_retries(call):
+        return retried(call, session.connection)
+
     with service_call(address, "cancelling"):
         status = with_retries(lambda: watch.job_or_none(ids))
         if status is None:
@@ -300,12 +286,12 @@ def force_unlock(
     spec: SpecArgument,
     var: VarOption = None,
     var_file: VarFileOption = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
 ) -> None:
     """Remove the apply lock of a spec whose holder is gone."""
     from batchai_spec.engine.lock import force_unlock as remove_lock
 
-    session = open_session(spec, var, var_file, backend, state_dir, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
     holder = remove_lock(session.choice.lock_dir, session.loaded.spec.name)
     console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")

@@ -1,6 +1,6 @@
 """`batchai-spec emulator ...`: the local Azure emulator as a long-running process.
 
-Commands start it in the background when their state dir has none (batchai_spec/azure/target.py); `serve` runs it
+Commands start it in the background when their state dir has none (batchai_spec/services/azure/endpoint.py); `serve` runs it
 in the foreground, `status` and `stop` look at and stop the one of a state dir. Only `serve` imports the server.
 """
 
@@ -36,7 +36,7 @@ StateDir = Annotated[
 
 
 def _state_dir(state_dir: Path | None, exit_code: int = 1) -> Path:
-    from batchai_spec.azure.target import default_state_dir
+    from batchai_spec.services.azure.endpoint import default_state_dir
 
     resolved = default_state_dir(state_dir)
     if resolved.exists() and not resolved.is_dir():
@@ -105,7 +105,7 @@ def serve_command(
 @emulator_app.command("status")
 def status_command(state_dir: StateDir = None) -> None:
     """Whether an emulator serves DIR: its pid, URLs, uptime, log and the jobs it runs."""
-    from batchai_spec.azure.target import log_path
+    from batchai_spec.services.azure.endpoint import log_path
     from batchai_spec.durations import elapsed
     from batchai_spec.emulator.endpoint import ENDPOINT_FILE, active_jobs, live_endpoint, lock_holder
 
@@ -137,7 +137,7 @@ def status_command(state_dir: StateDir = None) -> None:
 @emulator_app.command("stop")
 def stop_command(state_dir: StateDir = None) -> None:
     """Stop the emulator serving DIR (SIGTERM, then wait for it to exit). Its state stays in DIR."""
-    from batchai_spec.azure.target import stop_local_emulator
+    from batchai_spec.services.azure.endpoint import stop_local_emulator
 
     state_dir = _state_dir(state_dir)
     pid = stop_local_emulator(state_dir)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from batchai_spec.cli.app import app, console, examples
-from batchai_spec.cli.common import BackendOption, ParallelismOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, ParallelismOption, StateDirOption, open_session
 from batchai_spec.cli.options import JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
 
 
@@ -50,7 +50,7 @@ def plan(
     replace: Annotated[
         Optional[list[str]], typer.Option("--replace", metavar="ADDRESS", help="Plan to replace this resource.")
     ] = None,
-    backend: BackendOption = "local",
+    endpoint: EndpointOption = "local",
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 16,
 ) -> None:
@@ -60,7 +60,7 @@ def plan(
     from batchai_spec.plan.render_text import render_text
     from batchai_spec.plan.saved import save_plan
 
-    session = open_session(spec, var, var_file, backend, state_dir, parallelism)
+    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism)
     result, _ = session.plan(replace=replace or (), only=target or ())
     if output_format is PlanFormat.json:
         console.print_json(json.dumps(result.to_json(), default=str))

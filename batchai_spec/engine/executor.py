@@ -10,29 +10,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from batchai_spec.azure.changes import Changes, DirectoryNotEmpty
-from batchai_spec.azure.errors import describe
 from batchai_spec.engine.retry import with_retries
 from batchai_spec.engine.waits import Waits
 from batchai_spec.errors import UserError
 from batchai_spec.graph import Graph
+from batchai_spec.kinds import Connection, KeptInPlace
 from batchai_spec.observed import Observed
 from batchai_spec.plan.model import Action, Plan
 from batchai_spec.ui.reporters import Reporter
-
-_STRUCTURAL_PARENT = {
-    "storage_account": "resource_group",
-    "workspace": "resource_group",
-    "cluster": "workspace",
-    "experiment": "workspace",
-}
 
 
 @dataclass
 class Step:
     address: str
     kind: str
-    operation: str  # "create", "update" or "delete"
+    operation: str  # "create", "update", "delete" or the kind's own verb ("upload")
     run: Callable[[], None]
     after: set[str] = field(default_factory=set)
 
@@ -42,24 +34,12 @@ class ApplyFailed(UserError):
 
 
 def parents(address: str, graph: Graph, observed: dict[str, Observed], known: set[str]) -> set[str]:
-    """What `address` lives in or needs: graph dependencies, or for undeclared resources their containers."""
+    """What `address` lives in or needs: graph dependencies, or for undeclared resources their container."""
     if address in graph.resources:
         return set(graph.resources[address].depends_on)
     live = observed[address]
-    kind, ids = live.kind, live.ids
-    if kind in ("directory", "file"):
-        parent_path = ids["path"].rsplit("/", 1)[0] if "/" in ids["path"] else ""
-        candidate = f"directory.{ids['share']}/{parent_path}" if parent_path else f"file_share.{ids['share']}"
-        return {candidate} if candidate in known else set()
-    if kind == "file_share":
-        return {f"storage_account.{ids['account']}"}
-    if kind == "job":
-        return {f"experiment.{ids['experiment']}"}
-    parent_kind = _STRUCTURAL_PARENT.get(kind)
-    if parent_kind is None:
-        return set()
-    key = "resource_group" if parent_kind == "resource_group" else "workspace"
-    return {f"{parent_kind}.{ids[key]}"}
+    parent = graph.registry[live.kind].parent_address(live.ids, known)
+    return {parent} if parent else set()
 
 
 @contextlib.contextmanager
@@ -81,7 +61,7 @@ class Executor:
         plan: Plan,
         graph: Graph,
         observed: dict[str, Observed],
-        changes: Changes,
+        connection: Connection,
         waits: Waits,
         reporter: Reporter,
         *,
@@ -90,41 +70,40 @@ class Executor:
         self.plan = plan
         self.graph = graph
         self.observed = observed
-        self.changes = changes
+        self.connection = connection
+        self.registry = graph.registry
         self.waits = waits
         self.reporter = reporter
         self.parallelism = parallelism
         self.done: list[str] = []
-        self.created_jobs: list[str] = []
+        self.created_runs: list[str] = []  # what runs to completion and was created: followed after the apply
 
     # -- steps ----------------------------------------------------------------------------------------------------
 
     def _delete_step(self, address: str, kind: str) -> Callable[[], None]:
-        ids = self.observed[address].ids
+        adapter, live = self.registry[kind], self.observed[address]
 
         def run() -> None:
-            if kind == "job" and self.observed[address].meta.get("execution_state") in ("queued", "running"):
-                self.changes.terminate_job(ids)
-            getattr(self.changes, f"delete_{kind}")(ids)
+            if adapter.runs_to_completion and live.run is not None and live.run.in_flight:
+                adapter.terminate(self.connection, live)
+            adapter.delete(self.connection, live)
 
         return run
 
     def _create_step(self, address: str, kind: str, action: Action) -> Callable[[], None]:
-        resource = self.graph.resources[address]
+        adapter, resource = self.registry[kind], self.graph.resources[address]
+
+        def progress(done: int, total: int) -> None:
+            self.reporter.emit("upload.progress", address=address, done=done, total=total)
 
         def run() -> None:
-            if kind == "file":
-                self.changes.upload_file(
-                    resource, lambda done, total: self.reporter.emit("upload.progress", address=address, done=done, total=total)
-                )
-            elif action is Action.UPDATE:
-                getattr(self.changes, f"update_{kind}")(resource)
-            else:
-                getattr(self.changes, f"create_{kind}")(resource)
-            if kind == "cluster":
-                self.waits.cluster_ready(resource)
-            if kind == "job":
-                self.created_jobs.append(address)
+            write = adapter.update if action is Action.UPDATE else adapter.create
+            write(self.connection, resource, progress)
+            readiness = adapter.readiness(self.connection, resource)
+            if readiness is not None:
+                self.waits.until_ready(address, readiness)
+            if adapter.runs_to_completion:
+                self.created_runs.append(address)
 
         return run
 
@@ -138,8 +117,7 @@ class Executor:
                 )
             if change.action in (Action.CREATE, Action.REPLACE, Action.UPDATE):
                 operation = "update" if change.action is Action.UPDATE else "create"
-                if change.kind == "file":
-                    operation = "upload"
+                operation = self.registry[change.kind].write_verb or operation
                 creations[change.address] = Step(
                     change.address, change.kind, operation, self._create_step(change.address, change.kind, change.action)
                 )
@@ -161,11 +139,12 @@ class Executor:
         try:
             with_retries(
                 step.run,
+                self.connection,
                 on_retry=lambda error, delay: self.reporter.emit(
-                    "change.retry", address=step.address, error=describe(error), delay=delay
+                    "change.retry", address=step.address, error=self.connection.describe(error), delay=delay
                 ),
             )
-        except DirectoryNotEmpty as kept:
+        except KeptInPlace as kept:
             self.reporter.emit("change.skipped", address=step.address, reason=f"left in place: {kept}")
             return
         self.reporter.emit(
@@ -198,13 +177,13 @@ class Executor:
                         self.done.append(f"{step.operation} {step.address}")
                     elif failure is None:
                         failure = (step, error)
-                        message = error.message if isinstance(error, UserError) else describe(error)
+                        message = error.message if isinstance(error, UserError) else self.connection.describe(error)
                         self.reporter.emit(
                             "change.failed", address=step.address, operation=step.operation, error=message
                         )
         if failure is not None:
             step, error = failure
-            message = error.message if isinstance(error, UserError) else describe(error)
+            message = error.message if isinstance(error, UserError) else self.connection.describe(error)
             done = "; ".join(self.done) if self.done else "nothing"
             raise ApplyFailed(
                 f"{step.operation} {step.address} failed: {message.rstrip('.')}. Already done: {done}. "

@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from batchai_spec.azure.watch import STDOUTERR, JobStatus, OutputFile, Watch
 from batchai_spec.engine.retry import with_retries
 from batchai_spec.errors import UserError
 from batchai_spec.graph import Resource
+from batchai_spec.kinds import Connection, Readiness
+from batchai_spec.statuses import STDOUTERR, JobStatus, OutputFile
 from batchai_spec.ui.reporters import Reporter, service_errors
 
 FINISHED = ("succeeded", "failed")
@@ -37,36 +38,39 @@ class Timeouts:
 
 
 class Waits:
-    def __init__(self, watch: Watch, reporter: Reporter, timeouts: Timeouts | None = None):
-        self.watch = watch
+    def __init__(self, connection: Connection, reporter: Reporter, timeouts: Timeouts | None = None):
+        self.connection = connection
+        self.watch = connection.watch
         self.reporter = reporter
         self.timeouts = timeouts or Timeouts()
 
-    def cluster_ready(self, cluster: Resource) -> None:
-        """Until allocation is steady with the nodes the scale settings ask for; unusable nodes fail at once."""
-        scale = cluster.desired["scale_settings"]
-        wanted = scale["manual"]["target_node_count"] if "manual" in scale else scale["auto_scale"].get("minimum_node_count", 0)
+    def _retried(self, call):
+        return with_retries(call, self.connection)
+
+    def until_ready(self, address: str, readiness: Readiness) -> None:
+        """Until allocation is steady with the nodes wanted; unusable nodes fail at once."""
+        wanted = readiness.wanted
         deadline = time.monotonic() + self.timeouts.cluster
         backoff = Backoff()
         last = None
         while True:
-            status = with_retries(lambda: self.watch.cluster(cluster.ids))
+            status = self._retried(readiness.poll)
             seen = (status.allocation_state, tuple(sorted(status.counts.items())))
             if seen != last:
                 self.reporter.emit(
-                    "cluster.waiting", address=cluster.address, allocation_state=status.allocation_state, counts=status.counts
+                    "cluster.waiting", address=address, allocation_state=status.allocation_state, counts=status.counts
                 )
                 last = seen
             unusable = status.counts.get("unusable_node_count", 0)
             if unusable or status.errors:
                 details = service_errors(status.errors) or "no details"
-                raise UserError(f"{cluster.address} has {unusable} unusable node(s): {details}")
+                raise UserError(f"{address} has {unusable} unusable node(s): {details}")
             usable = status.counts.get("idle_node_count", 0) + status.counts.get("running_node_count", 0)
             if status.allocation_state == "steady" and usable >= wanted:
                 return
             if time.monotonic() > deadline:
                 raise UserError(
-                    f"{cluster.address} was not ready after {self.timeouts.cluster:.0f}s "
+                    f"{address} was not ready after {self.timeouts.cluster:.0f}s "
                     f"(allocation {status.allocation_state}, {usable} of {wanted} nodes); raise --cluster-timeout"
                 )
             backoff.wait()
@@ -81,7 +85,7 @@ class Waits:
         started = time.monotonic()
         last_state = None
         while True:
-            status = with_retries(lambda: self.watch.job(job.ids))
+            status = self._retried(lambda: self.watch.job(job.ids))
             grew = False
             if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
                 grew = self._stream(job, offsets, decoders)  # before the state line, so a job's last words come first
@@ -108,13 +112,13 @@ class Waits:
             backoff.wait()
 
     def _stream(self, job: Resource, offsets: dict[str, int], decoders: dict[str, codecs.IncrementalDecoder]) -> bool:
-        files = {f.path: f for f in with_retries(lambda: self.watch.output_files(job.ids, STDOUTERR))}
+        files = {f.path: f for f in self._retried(lambda: self.watch.output_files(job.ids, STDOUTERR))}
         grew = False
         for name in LOG_FILES:
             file = files.get(name)
             if file is None or file.size <= offsets[name]:
                 continue
-            data = with_retries(lambda f=file, n=name: self.watch.read_from(f.url, offsets[n]))
+            data = self._retried(lambda f=file, n=name: self.watch.read_from(f.url, offsets[n]))
             if data:
                 offsets[name] += len(data)
                 stream = name.split(".")[0]
@@ -127,7 +131,7 @@ class Waits:
     def outputs(self, job: Resource, directory_ids: tuple[str, ...]) -> list[OutputFile]:
         found: list[OutputFile] = []
         for directory_id in (*directory_ids, STDOUTERR):
-            found += with_retries(lambda d=directory_id: self.watch.output_files(job.ids, d))
+            found += self._retried(lambda d=directory_id: self.watch.output_files(job.ids, d))
         return found
 
 

@@ -9,17 +9,14 @@ from typing import Any, Iterable
 
 from batchai_spec.durations import elapsed
 from batchai_spec.errors import UserError
-from batchai_spec.graph import KINDS, Graph, Resource, prune
+from batchai_spec.graph import Graph, Resource, prune
+from batchai_spec.kinds import Kind, Policy, Registry
 from batchai_spec.observed import Observed
 from batchai_spec.plan.model import Action, FieldChange, Plan, ResourceChange
-from batchai_spec.plan.policy import forces_replacement
 from batchai_spec.sensitive import MASK, changed_sensitive_paths, masked, without_write_only
 
-_KIND_ORDER = {kind: index for index, kind in enumerate(KINDS)}
-_RUNNING_STATES = ("queued", "running", "terminating")
 
-
-def field_changes(kind: str, before: Any, after: Any, path: str = "") -> list[FieldChange]:
+def field_changes(kind: Kind, before: Any, after: Any, path: str = "") -> list[FieldChange]:
     """Leaf-level differences between two normalised bodies, with nested paths like a.b[0].c."""
     if isinstance(before, dict) and isinstance(after, dict):
         changes: list[FieldChange] = []
@@ -34,27 +31,27 @@ def field_changes(kind: str, before: Any, after: Any, path: str = "") -> list[Fi
         return changes
     if before == after:
         return []
-    return [FieldChange(path, before, after, forces_replacement(kind, path))]
+    return [FieldChange(path, before, after, kind.policy(path) is Policy.REPLACE)]
 
 
-def _sensitive_changes(resource: Resource, observed: Observed, salt: str | None) -> list[FieldChange]:
+def _sensitive_changes(kind: Kind, resource: Resource, observed: Observed) -> list[FieldChange]:
     # Nothing is known of the write-only values of a resource this spec did not create.
-    if resource.kind not in ("cluster", "job") or salt is None or not observed.owned:
+    salt = observed.stored.salt
+    if not kind.stores_fingerprints or salt is None or not observed.owned:
         return []
-    stored = observed.meta.get("fingerprint")
     return [
-        FieldChange(path, MASK, MASK, forces_replacement(resource.kind, path), sensitive=True)
-        for path in changed_sensitive_paths(resource.desired, salt, stored)
+        FieldChange(path, MASK, MASK, kind.policy(path) is Policy.REPLACE, sensitive=True)
+        for path in changed_sensitive_paths(resource.desired, salt, observed.stored.fingerprint)
     ]
 
 
-def _change_for(resource: Resource, observed: Observed, salt: str | None) -> ResourceChange:
+def _change_for(kind: Kind, resource: Resource, observed: Observed) -> ResourceChange:
     after = masked(resource.desired)
     if not observed.exists:
         return ResourceChange(resource.address, resource.kind, Action.CREATE, ["not found"], after=after)
     before = observed.state
-    fields = field_changes(resource.kind, before, prune(without_write_only(resource.desired)))
-    fields += _sensitive_changes(resource, observed, salt)
+    fields = field_changes(kind, before, prune(without_write_only(resource.desired)))
+    fields += _sensitive_changes(kind, resource, observed)
     change = ResourceChange(resource.address, resource.kind, Action.NO_OP, before=before, after=after, fields=fields)
     replace_paths = [f.path for f in fields if f.forces_replacement]
     if replace_paths:
@@ -67,32 +64,32 @@ def _change_for(resource: Resource, observed: Observed, salt: str | None) -> Res
     return change
 
 
-def _order(changes: Iterable[ResourceChange]) -> list[ResourceChange]:
-    return sorted(changes, key=lambda c: (_KIND_ORDER[c.kind], c.address))
+def _order(changes: Iterable[ResourceChange], registry: Registry) -> list[ResourceChange]:
+    order = registry.order
+    return sorted(changes, key=lambda c: (order[c.kind], c.address))
 
 
 def _live_fingerprint(observed: dict[str, Observed]) -> str:
     """Stable facts of the live state (not the moving ones: job execution, node counts)."""
     stable = {
         address: [
-            o.state, o.owned, o.meta.get("fingerprint"), o.meta.get("inputs_digest"), o.meta.get("salt"),
-            o.meta.get("run_id"),  # a saved plan that re-ran a job is stale once it has: plans are single-use
+            o.state, o.owned, o.stored.fingerprint, o.stored.inputs_digest, o.stored.salt,
+            o.run.run_id if o.run else None,  # a saved plan that re-ran a job is stale once it has: plans are single-use
         ]
         for address, o in sorted(observed.items())
     }
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _note_running_jobs(changes: Iterable[ResourceChange], observed: dict[str, Observed], now: float) -> None:
-    """A replaced or deleted job that is still queued or running loses its run: the plan says so plainly."""
+def _note_active_runs(changes: Iterable[ResourceChange], observed: dict[str, Observed], now: float) -> None:
+    """A replaced or deleted run that is still queued or running is stopped: the plan says so plainly."""
     for change in changes:
         live = observed.get(change.address)
-        if change.kind != "job" or change.action not in (Action.REPLACE, Action.DELETE) or live is None:
+        if change.action not in (Action.REPLACE, Action.DELETE) or live is None or live.run is None:
             continue
-        state = live.meta.get("execution_state")
-        if state not in _RUNNING_STATES:
+        if not live.run.active:
             continue
-        started = live.meta.get("started")
+        state, started = live.run.state, live.run.started
         since = f" ({elapsed(now - started)})" if started and state != "queued" else ""
         verb = "replacing" if change.action is Action.REPLACE else "deleting"
         change.notes.append(f"{change.address} is {state}{since}: {verb} it stops the run")
@@ -120,23 +117,28 @@ def _with_dependencies(graph: Graph, addresses: Iterable[str]) -> set[str]:
     return selected
 
 
-def _cascade(graph: Graph, observed: dict[str, Observed], changes: dict[str, ResourceChange]) -> None:
-    """A replaced parent takes its children with it; a replaced cluster takes the jobs that are still running on it."""
+def _cascade(
+    graph: Graph, observed: dict[str, Observed], changes: dict[str, ResourceChange], registry: Registry
+) -> None:
+    """A replaced dependency takes what depends on it along, but for a kind's loose dependencies: a replaced
+    cluster takes only the jobs still active on it, and changed input files are the inputs digest's to judge."""
     for resource in graph:  # parents come first, so a cascade runs down the whole tree in one pass
         change = changes.get(resource.address)
         if change is None or change.action not in (Action.NO_OP, Action.UPDATE):
             continue
+        loose = registry[resource.kind].loose_dependencies
         for dependency in resource.depends_on:
             parent = changes.get(dependency)
             if parent is None or parent.action is not Action.REPLACE:
                 continue
-            if parent.kind == "cluster" and resource.kind == "job":
-                state = observed[resource.address].meta.get("execution_state")
-                if state not in _RUNNING_STATES:
+            relation = loose.get(parent.kind)
+            if relation == "inputs":
+                continue
+            if relation == "while-active":
+                run = observed[resource.address].run
+                if run is None or not run.active:
                     continue
-                reason = f"{dependency} is replaced while this job is {state}"
-            elif parent.kind == "file":
-                continue  # input files changed: handled by the job's input digest
+                reason = f"{dependency} is replaced while this {resource.kind} is {run.state}"
             else:
                 reason = f"{dependency} is replaced"
             change.action = Action.REPLACE
@@ -149,17 +151,15 @@ def build_plan(
     observed: dict[str, Observed],
     *,
     spec_path: str,
-    target: str,
+    endpoint: str,
     replace: Iterable[str] = (),
     only: Iterable[str] = (),
     now: float | None = None,
 ) -> Plan:
-    replace, only = set(replace), set(only)
+    replace, only, registry = set(replace), set(only), graph.registry
     _check_addresses(graph, observed, replace, "--replace")
     _check_addresses(graph, observed, only, "--target")
-    workspace = next(iter(graph.by_kind("workspace")), None)
-    salt = observed[workspace.address].meta.get("salt") if workspace else None
-    _check_workspace_owner(graph, observed)
+    _check_one_spec_only(graph, observed, registry)
 
     changes: dict[str, ResourceChange] = {}
     for resource in graph:
@@ -171,14 +171,14 @@ def build_plan(
                     "found; create it first or set existing: false"
                 )
             continue
-        change = _change_for(resource, live, salt)
-        if resource.kind == "job" and live.exists:
-            _job_inputs(resource, live, change, changes)
+        change = _change_for(registry[resource.kind], resource, live)
+        if "input_files" in resource.extra and live.exists:
+            _changed_inputs(resource, live, change, changes)
         if resource.address in replace and change.action is not Action.CREATE:
             change.action = Action.REPLACE
             change.reasons.append("requested with --replace")
         changes[resource.address] = change
-    _cascade(graph, observed, changes)
+    _cascade(graph, observed, changes, registry)
     _refuse_replacing_what_others_created(graph, observed, changes)
 
     for address, live in observed.items():
@@ -189,8 +189,8 @@ def build_plan(
     if only:
         selected = _with_dependencies(graph, only)
         changes = {address: change for address, change in changes.items() if address in selected}
-    _note_running_jobs(changes.values(), observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, target, "apply", _order(changes.values()), _live_fingerprint(observed))
+    _note_active_runs(changes.values(), observed, time.time() if now is None else now)
+    return Plan(graph.spec_name, spec_path, endpoint, "apply", _order(changes.values(), registry), _live_fingerprint(observed))
 
 
 def _refuse_replacing_what_others_created(
@@ -208,12 +208,12 @@ def _refuse_replacing_what_others_created(
             )
 
 
-def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:
+def _changed_inputs(resource: Resource, live: Observed, change: ResourceChange, changes: dict[str, ResourceChange]) -> None:
     """A job re-runs when a file it reads is written again: changed here, or edited on the share since."""
     changed = [a for a in resource.extra["input_files"] if changes.get(a) and changes[a].action is not Action.NO_OP]
     if changed:
         reason = f"input files changed: {', '.join(changed)}"
-    elif live.meta.get("inputs_digest") != resource.extra["inputs_digest"]:
+    elif live.stored.inputs_digest != resource.extra["inputs_digest"]:
         reason = "input files differ from those the job ran with"
     else:
         return
@@ -221,34 +221,30 @@ def _job_inputs(resource: Resource, live: Observed, change: ResourceChange, chan
     change.reasons.append(reason)
 
 
-def _check_workspace_owner(graph: Graph, observed: dict[str, Observed]) -> None:
-    from batchai_spec.ownership import SPEC_TAG
-
-    for workspace in graph.by_kind("workspace"):
-        live = observed[workspace.address]
-        other = live.meta.get("tags", {}).get(SPEC_TAG) if live.exists else None
-        if other and other != graph.spec_name:
+def _check_one_spec_only(graph: Graph, observed: dict[str, Observed], registry: Registry) -> None:
+    for resource in graph:
+        live = observed[resource.address]
+        if registry[resource.kind].one_spec_only and live.exists and live.other_owner:
             raise UserError(
-                f"{workspace.address} is managed by another spec ({other!r}); a workspace belongs to one spec"
+                f"{resource.address} is managed by another spec ({live.other_owner!r}); a {resource.kind} belongs to "
+                "one spec"
             )
 
 
-# Deleting one of these deletes what it holds: a workspace its clusters and experiments, an experiment its jobs, a
-# storage account its shares.
-_HOLDS = {"workspace": ("cluster", "experiment"), "experiment": ("job",), "storage_account": ("file_share",)}
-
-
-def _kept_containers(observed: dict[str, Observed]) -> dict[str, list[str]]:
+def _kept_containers(observed: dict[str, Observed], registry: Registry) -> dict[str, list[str]]:
     """Containers holding what destroy must not delete (others' resources, or containers kept for that reason),
-    with what they hold; inner containers are decided first, so an experiment kept keeps its workspace."""
+    with what they hold; inner containers are decided first, so an experiment kept keeps its workspace. What a
+    container holds is its kind's `holds` (a workspace its clusters and experiments, an account its shares)."""
     kept: dict[str, list[str]] = {}
-    for container in sorted(observed.values(), key=lambda live: -_KIND_ORDER[live.kind]):
-        if container.kind not in _HOLDS or not container.exists:
+    order = registry.order
+    for container in sorted(observed.values(), key=lambda live: -order[live.kind]):
+        holds = registry[container.kind].holds
+        if not holds or not container.exists:
             continue
         held = sorted(
             live.address
             for live in observed.values()
-            if live.kind in _HOLDS[container.kind]
+            if live.kind in holds
             and live.exists
             and (not live.owned or live.address in kept)
             and all(live.ids.get(key) == value for key, value in container.ids.items())
@@ -259,28 +255,30 @@ def _kept_containers(observed: dict[str, Observed]) -> dict[str, list[str]]:
 
 
 def build_destroy_plan(
-    graph: Graph, observed: dict[str, Observed], *, spec_path: str, target: str, now: float | None = None
+    graph: Graph,
+    observed: dict[str, Observed],
+    *,
+    spec_path: str,
+    endpoint: str,
+    now: float | None = None,
 ) -> Plan:
     """Everything the spec owns, and nothing else; the resource group only if the spec allows it. What the spec
     owns but holds others' resources is kept (a no-op with the reason), since deleting it would delete them."""
-    changes = []
-    kept = _kept_containers(observed)
+    changes, registry = [], graph.registry
+    kept = _kept_containers(observed, registry)
     for address, live in observed.items():
         if not live.exists:
             continue
         resource = graph.resources.get(address)
         if resource is not None and not resource.managed:
             continue  # referenced as existing: never deleted
-        if live.kind == "resource_group":
-            # Deleting a group deletes everything in it, the spec's or not: only when the spec says so.
-            allowed, reason = bool(resource and resource.extra["delete_on_destroy"]), "delete_on_destroy is true"
-        else:
-            allowed, reason = live.owned, "owned by this spec"
+        allowed, reason = registry[live.kind].destroy_allowed(resource, live)
         if allowed and address in kept:
             reason = f"kept: deleting it would delete {', '.join(kept[address])}, which destroy must not delete"
             changes.append(ResourceChange(address, live.kind, Action.NO_OP, [reason], before=live.state))
         elif allowed:
             changes.append(ResourceChange(address, live.kind, Action.DELETE, [reason], before=live.state))
-    ordered = sorted(changes, key=lambda c: (-_KIND_ORDER[c.kind], c.address))
-    _note_running_jobs(ordered, observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, target, "destroy", ordered, _live_fingerprint(observed))
+    order = registry.order
+    ordered = sorted(changes, key=lambda c: (-order[c.kind], c.address))
+    _note_active_runs(ordered, observed, time.time() if now is None else now)
+    return Plan(graph.spec_name, spec_path, endpoint, "destroy", ordered, _live_fingerprint(observed))

@@ -53,7 +53,7 @@ class ResourceChange:
 class Plan:
     spec_name: str
     spec_path: str
-    target: str
+    endpoint: str  # where it applies, in words ("emulator serving DIR", "Azure subscription ID")
     operation: str  # "apply" or "destroy"
     changes: list[ResourceChange]
     # Fingerprint of the live state the plan was computed from: a saved plan is applied only while it still holds.
@@ -81,7 +81,7 @@ class Plan:
         return {
             "format_version": FORMAT_VERSION,
             "spec": {"name": self.spec_name, "path": self.spec_path},
-            "target": self.target,
+            "target": self.endpoint,  # the format's name for it since 1.0
             "operation": self.operation,
             "has_changes": self.has_changes,
             "summary": {

@@ -16,7 +16,7 @@ def _escape(cell: str) -> str:
 
 def render_markdown(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     title = "destroy" if plan.operation == "destroy" else "plan"
-    head = [f"### batchai-spec {title}: `{plan.spec_name}`", "", f"**{plan.summary()}** Target: {plan.target}.", ""]
+    head = [f"### batchai-spec {title}: `{plan.spec_name}`", "", f"**{plan.summary()}** Target: {plan.endpoint}.", ""]
     if plan.notes():  # a GitHub alert: what a reviewer must know before approving
         head += ["> [!WARNING]", *(f"> - {_escape(note)}" for note in plan.notes()), ""]
     changed = [change for change in plan.changes if change.action is not Action.NO_OP]

@@ -65,7 +65,7 @@ def render_text(plan: Plan) -> Text:
     text = Text()
     if plan.has_changes:
         verb = "destroy" if plan.operation == "destroy" else "apply"
-        text.append(f"batchai-spec will {verb} the following changes on {plan.target}:\n\n")
+        text.append(f"batchai-spec will {verb} the following changes on {plan.endpoint}:\n\n")
         for change in plan.changes:
             if change.action is Action.NO_OP:
                 continue

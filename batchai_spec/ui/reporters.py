@@ -30,17 +30,13 @@ from rich.progress import (
 from rich.text import Text
 
 from batchai_spec.durations import elapsed
+from batchai_spec.statuses import node_counts
 
 
 class Reporter(Protocol):
     def emit(self, kind: str, **data: Any) -> None: ...
 
     def close(self) -> None: ...
-
-
-def node_counts(counts: dict[str, int]) -> str:
-    """'idle 1, running 2' from the service's nodeStateCounts (zero counts left out)."""
-    return ", ".join(f"{key.replace('_node_count', '')} {value}" for key, value in sorted(counts.items()) if value)
 
 
 def service_errors(errors: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from batchai_spec.azure.target import stop_local_emulator
+from batchai_spec.services.azure.endpoint import stop_local_emulator
 from batchai_spec.emulator.batchai.config import DELAY_SCALE_VARIABLE
 from batchai_spec.emulator.endpoint import ENDPOINT_FILE, Endpoint, live_endpoint, pid_alive
 from batchai_spec.emulator.server import RunningEmulator, start_in_process

@@ -161,11 +161,11 @@ def test_a_replaced_run_is_recorded_on_its_directory_once_also_when_its_delete_i
 
 
 def test_share_outputs_counts_the_runs_and_bytes_a_share_holds(project: Project):
-    from batchai_spec.azure.clients import Clients
-    from batchai_spec.azure.runs import share_outputs
-    from batchai_spec.azure.target import local_target
+    from batchai_spec.services.azure.clients import Clients
+    from batchai_spec.services.batchai.runs import share_outputs
+    from batchai_spec.services.azure.endpoint import local_endpoint
 
-    clients = Clients(local_target(project.state_dir))
+    clients = Clients(local_endpoint(project.state_dir))
     subscription = project.emulator.endpoint.subscription_id
     project.cli("plan")  # nothing exists yet
     assert share_outputs(clients, RESOURCE_GROUP, ACCOUNT, SHARE, subscription) == (0, 0)

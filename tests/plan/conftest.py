@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from batchai_spec.azure.target import TargetChoice
+from batchai_spec.services.azure.endpoint import EndpointChoice
 from batchai_spec.emulator.batchai.config import DELAY_SCALE_VARIABLE
 from batchai_spec.emulator.server import RunningEmulator, start_in_process
 from batchai_spec.plan import Plan
@@ -60,7 +60,7 @@ class Project:
         self.spec.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def session(self) -> Session:
-        return Session(load_spec(self.spec), TargetChoice("local", self.state_dir))
+        return Session(load_spec(self.spec), EndpointChoice("local", self.state_dir))
 
     def plan(self, **options) -> Plan:
         plan, _ = self.session().plan(**options)

@@ -1,5 +1,5 @@
 """The fixture spec (tests/plan/fixture/spec.yaml) created by hand with the raw Azure SDKs, the way a person
-following the spec would, plus the ownership conventions of batchai_spec/ownership.py.
+following the spec would, plus the ownership conventions of batchai_spec/services/{azure,batchai}/ownership.py.
 
 The bodies are written out here, not taken from the desired graph, so that a plan against them checks the
 normalisation of live reads independently. Only the ownership fingerprints and input digests come from the graph:
@@ -21,16 +21,14 @@ from azure.storage.fileshare import ShareClient
 
 from batchai_spec.emulator.endpoint import Endpoint
 from batchai_spec.graph import Graph
-from batchai_spec.ownership import (
+from batchai_spec.services.azure.ownership import OWNER_METADATA, SHA256_METADATA, owner_tags
+from batchai_spec.services.batchai.ownership import (
     JOB_FINGERPRINT_ENV,
     JOB_INPUTS_ENV,
     JOB_OWNER_ENV,
-    OWNER_METADATA,
     SALT_TAG,
-    SHA256_METADATA,
     child_record,
     child_tag,
-    owner_tags,
 )
 from batchai_spec.sensitive import fingerprints
 from tests.emulator_clients import (

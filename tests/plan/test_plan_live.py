@@ -11,11 +11,13 @@ from azure.mgmt.batchai import models as batchai
 
 from batchai_spec.emulator.admin_client import AdminClient
 from batchai_spec.errors import UserError
-from batchai_spec.graph import KINDS
 from batchai_spec.plan import Action, Plan
 from batchai_spec.plan.render_text import render_text
+from batchai_spec.services.batchai import REGISTRY
 from tests.plan.conftest import SECRETS
 from tests.plan.raw_sdk import ACCOUNT, EXPERIMENT, RG, WORKSPACE
+
+KINDS = [kind.name for kind in REGISTRY]
 
 
 def actions(plan: Plan) -> dict[str, Action]:

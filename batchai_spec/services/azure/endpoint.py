@@ -1,6 +1,6 @@
 """Where the spec is applied: the local emulator (default) or Azure itself.
 
-The local target is one `batchai-spec emulator serve` per state dir, shared by every command that names that dir:
+The local endpoint is one `batchai-spec emulator serve` per state dir, shared by every command that names that dir:
 the first command starts it in the background (its own session, its output in DIR/emulator.log), later ones find
 it through DIR/endpoint.json, and it stops by itself once idle (no job, no request, no command attached; see
 batchai_spec/emulator/endpoint.py for the files). This module never imports the emulator's server code.
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from batchai_spec.emulator.endpoint import (
     CLIENTS_FILE,
     LOG_FILE,
-    Endpoint,
     live_endpoint,
     lock_holder,
     pid_alive,
 )
 from batchai_spec.errors import UserError
+from batchai_spec.emulator.endpoint import Endpoint as EmulatorAddress
 from batchai_spec.file_hashes import user_cache_dir
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class LocalEmulator:
     does not stop for idleness while a command holds it), the endpoint it uses, and the emulator's process when
     this command started it (so that its death is seen at once, before it is reaped)."""
 
-    def __init__(self, state_dir: Path, endpoint: Endpoint, lock_fd: int, process: subprocess.Popen | None):
+    def __init__(self, state_dir: Path, endpoint: EmulatorAddress, lock_fd: int, process: subprocess.Popen | None):
         self.state_dir = state_dir
         self.endpoint = endpoint
         self._lock_fd: int | None = lock_fd
@@ -108,7 +108,7 @@ class LocalEmulator:
 
 
 @dataclass(frozen=True)
-class Target:
+class Endpoint:
     kind: str  # "local" or "azure"
     description: str
     subscription_id: str
@@ -118,7 +118,7 @@ class Target:
     # Path-style file endpoint root on the emulator; None on Azure, where each account has its own host.
     storage_url: str | None
     polling_interval: float
-    # The local target's emulator, to tell a dead one from a failed request; None on Azure.
+    # The local endpoint's emulator, to tell a dead one from a failed request; None on Azure.
     emulator: LocalEmulator | None = field(default=None, compare=False)
 
     def file_endpoint(self, account: str) -> str:
@@ -131,7 +131,7 @@ class Target:
 _started: dict[Path, subprocess.Popen] = {}
 
 
-def local_target(state_dir: Path) -> Target:
+def local_endpoint(state_dir: Path) -> Endpoint:
     """The emulator serving `state_dir`: the running one, or one started in the background for it."""
     state_dir = state_dir.resolve()
     lock_fd = _attach(state_dir)
@@ -142,7 +142,7 @@ def local_target(state_dir: Path) -> Target:
         raise
     process = _started.get(state_dir)
     emulator = LocalEmulator(state_dir, endpoint, lock_fd, process if process and process.pid == endpoint.pid else None)
-    return Target(
+    return Endpoint(
         kind="local",
         description=f"emulator serving {state_dir}",
         subscription_id=endpoint.subscription_id,
@@ -180,7 +180,7 @@ def idle_timeout_setting() -> str:
         raise UserError(f"{IDLE_TIMEOUT_VARIABLE}: {error}") from None
 
 
-def _start(state_dir: Path) -> Endpoint:
+def _start(state_dir: Path) -> EmulatorAddress:
     """Start `emulator serve` in the background and wait for its endpoint. Several commands may do this at once:
     the emulator that takes the state dir's lock serves, the others exit at once and every command uses the one
     that serves. An emulator that is stopping (it holds the lock, its endpoint is gone) is waited for first."""
@@ -280,13 +280,13 @@ def stop_local_emulator(state_dir: Path, timeout: float = STOP_TIMEOUT_S) -> int
     return pid
 
 
-def azure_target() -> Target:
+def azure_endpoint() -> Endpoint:
     subscription_id = os.environ.get("AZURE_SUBSCRIPTION_ID")
     if not subscription_id:
         raise UserError("the azure target needs AZURE_SUBSCRIPTION_ID (and credentials azure-identity can find)")
     from azure.identity import DefaultAzureCredential
 
-    return Target(
+    return Endpoint(
         kind="azure",
         description=f"Azure subscription {subscription_id}",
         subscription_id=subscription_id,
@@ -299,21 +299,21 @@ def azure_target() -> Target:
 
 
 @dataclass(frozen=True)
-class TargetChoice:
-    """The target a command was pointed at, before anything is started or contacted."""
+class EndpointChoice:
+    """The endpoint a command was pointed at, before anything is started or contacted."""
 
     kind: str
     state_dir: Path | None
 
     @property
     def lock_dir(self) -> Path:
-        """Where locks of applies against this target live (engine/lock.py); known without connecting."""
+        """Where locks of applies against this endpoint live (engine/lock.py); known without connecting."""
         if self.kind == "local":
             return self.state_dir / "locks"
         return user_cache_dir() / "locks" / os.environ.get("AZURE_SUBSCRIPTION_ID", "default")
 
-    def connect(self) -> Target:
-        return local_target(self.state_dir) if self.kind == "local" else azure_target()
+    def connect(self) -> Endpoint:
+        return local_endpoint(self.state_dir) if self.kind == "local" else azure_endpoint()
 
 
 def default_state_dir(state_dir: str | Path | None = None) -> Path:
@@ -321,9 +321,9 @@ def default_state_dir(state_dir: str | Path | None = None) -> Path:
     return Path(state_dir or os.environ.get("BATCHAI_SPEC_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
 
 
-def choose_target(kind: str, state_dir: str | Path | None) -> TargetChoice:
+def choose_endpoint(kind: str, state_dir: str | Path | None) -> EndpointChoice:
     if kind == "local":
-        return TargetChoice("local", default_state_dir(state_dir))
+        return EndpointChoice("local", default_state_dir(state_dir))
     if kind == "azure":
-        return TargetChoice("azure", None)
-    raise UserError(f"unknown backend {kind!r}: use 'local' or 'azure'")
+        return EndpointChoice("azure", None)
+    raise UserError(f"unknown endpoint {kind!r}: use 'local' or 'azure'")

@@ -1,4 +1,4 @@
-"""SDK clients for one target, built once per command and shared by every adapter (they are thread-safe)."""
+"""SDK clients for one endpoint, built once per command and shared by every adapter (they are thread-safe)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.storage.fileshare import ShareServiceClient
 
-from batchai_spec.azure.target import LocalEmulator, Target
+from batchai_spec.services.azure.endpoint import Endpoint, LocalEmulator
 
 # The local emulator is on loopback: a connection is made at once or refused, and no request it answers takes long.
 LOCAL_CONNECTION_TIMEOUT_S = 10
@@ -21,7 +21,7 @@ LOCAL_POOL_SIZE = 64  # connections kept per host: more than the most threads a 
 
 
 class LocalEmulatorTransport(RequestsTransport):
-    """The transport of every client of the local target. A request that fails to connect or is cut off is final
+    """The transport of every client of the local endpoint. A request that fails to connect or is cut off is final
     when the emulator's process is gone (EmulatorStopped, not an AzureError: neither the SDK's retry policy nor
     the engine's retries it); while the emulator lives, the failure is retried as any other."""
 
@@ -46,34 +46,34 @@ class LocalEmulatorTransport(RequestsTransport):
 
 
 class Clients:
-    def __init__(self, target: Target):
-        self.target = target
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
         self._keys: dict[str, str] = {}
         self._shares: dict[str, ShareServiceClient] = {}
         self._lock = threading.Lock()
 
     @cached_property
     def _local_transport(self) -> LocalEmulatorTransport:
-        """One transport (one connection pool) for every client of the local target: the management clients share
+        """One transport (one connection pool) for every client of the local endpoint: the management clients share
         connections to ARM instead of each opening its own. The emulator is on loopback, where no proxy applies:
         requests then skips reading the proxy and netrc settings of the environment on every request (about a
         tenth of a request's client time)."""
         return LocalEmulatorTransport(
-            self.target.emulator,
+            self.endpoint.emulator,
             use_env_settings=False,
-            connection_verify=self.target.connection_verify,
+            connection_verify=self.endpoint.connection_verify,
             connection_timeout=LOCAL_CONNECTION_TIMEOUT_S,
             read_timeout=LOCAL_READ_TIMEOUT_S,
         )
 
     def _transport_options(self) -> dict:
-        return {} if self.target.emulator is None else {"transport": self._local_transport}
+        return {} if self.endpoint.emulator is None else {"transport": self._local_transport}
 
     def _arm_options(self) -> dict:
         return {
-            "base_url": self.target.arm_url,
-            "connection_verify": self.target.connection_verify,
-            "polling_interval": self.target.polling_interval,
+            "base_url": self.endpoint.arm_url,
+            "connection_verify": self.endpoint.connection_verify,
+            "polling_interval": self.endpoint.polling_interval,
             # The engine retries whole steps (honouring Retry-After); a few quick SDK retries under it are enough.
             "retry_total": 3,
             "retry_backoff_max": 10,
@@ -82,15 +82,15 @@ class Clients:
 
     @cached_property
     def resource(self) -> ResourceManagementClient:
-        return ResourceManagementClient(self.target.credential, self.target.subscription_id, **self._arm_options())
+        return ResourceManagementClient(self.endpoint.credential, self.endpoint.subscription_id, **self._arm_options())
 
     @cached_property
     def storage(self) -> StorageManagementClient:
-        return StorageManagementClient(self.target.credential, self.target.subscription_id, **self._arm_options())
+        return StorageManagementClient(self.endpoint.credential, self.endpoint.subscription_id, **self._arm_options())
 
     @cached_property
     def batchai(self) -> BatchAI:
-        return BatchAI(self.target.credential, self.target.subscription_id, **self._arm_options())
+        return BatchAI(self.endpoint.credential, self.endpoint.subscription_id, **self._arm_options())
 
     def forget_account(self, account: str) -> None:
         """A deleted or re-created account has new keys: drop what was cached of the old one."""
@@ -114,9 +114,9 @@ class Clients:
             client = self._shares.get(account)
         if client is None:
             client = ShareServiceClient(
-                account_url=self.target.file_endpoint(account),
+                account_url=self.endpoint.file_endpoint(account),
                 credential={"account_name": account, "account_key": self.account_key(resource_group, account)},
-                connection_verify=self.target.connection_verify,
+                connection_verify=self.endpoint.connection_verify,
                 **self._transport_options(),
                 # The storage SDK's default backoff starts at 15 s; transient faults are retried by the engine.
                 retry_total=2,

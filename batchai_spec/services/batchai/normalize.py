@@ -1,4 +1,5 @@
-"""Live SDK models -> the desired-body shape of graph.py: server-owned fields dropped, defaults and order canonical."""
+"""Live Batch AI SDK models -> the shape of the desired bodies (bodies.py): server-owned fields dropped, defaults
+and order canonical."""
 
 from __future__ import annotations
 
@@ -9,18 +10,11 @@ import isodate
 from azure.mgmt.batchai import models
 
 from batchai_spec.graph import prune
-from batchai_spec.ownership import JOB_INTERNAL_ENV, is_internal_tag
 from batchai_spec.sensitive import without_write_only
+from batchai_spec.services.batchai.ownership import JOB_INTERNAL_ENV
 
 _CLUSTER_FIELDS = set(models.ClusterCreateParameters._attribute_map)
 _JOB_FIELDS = set(models.JobCreateParameters._attribute_map)
-
-
-def user_tags(tags: dict[str, str] | None, declared: dict[str, str] | None) -> dict[str, str]:
-    """The live tags the spec declares: tags set by others are left alone, and ours are internal."""
-    tags = tags or {}
-    keys = set(declared or {})
-    return {key: value for key, value in tags.items() if key in keys and not is_internal_tag(key)}
 
 
 def _sorted_by(items: list[dict[str, Any]] | None, key: str) -> list[dict[str, Any]] | None:

@@ -5,12 +5,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from batchai_spec.errors import UserError
 
 
-def describe(error: Exception) -> str:
+# Deleting what is gone, or creating what an interrupted run already made, is the state wanted: idempotent steps.
+def already_gone():
+    return contextlib.suppress(ResourceNotFoundError)
+
+
+def already_there():
+    return contextlib.suppress(ResourceExistsError)
+
+
+def describe(error: BaseException) -> str:
     if isinstance(error, ClientAuthenticationError):
         if getattr(error, "status_code", None) is None:
             # No token at all (azure-identity found no credential): its first line says what to set up.
@@ -42,3 +58,30 @@ def service_call(address: str, operation: str) -> Iterator[None]:
         raise
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as error:
         raise UserError(f"{operation} {address} failed: {describe(error)}") from error
+
+
+# Throttling, server errors and dropped connections: worth another try. A dropped connection to a local emulator
+# whose process is gone is not: the clients' transport raises EmulatorStopped (a UserError) for it instead of the
+# SDK's error (batchai_spec/services/azure/clients.py), so the command says so within a second.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return True
+    if isinstance(error, HttpResponseError):
+        return error.status_code in TRANSIENT_STATUS
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+def retry_after(error: BaseException) -> float | None:
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None

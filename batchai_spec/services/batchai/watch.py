@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,10 +12,9 @@ import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 from azure.mgmt.batchai import models as batchai_models
 
-from batchai_spec.azure.clients import Clients
 from batchai_spec.errors import UserError
-
-STDOUTERR = "stdouterr"
+from batchai_spec.services.azure.clients import Clients
+from batchai_spec.statuses import STDOUTERR, ClusterStatus, JobStatus, OutputFile
 
 
 def run_id_of(job: batchai_models.Job) -> str | None:
@@ -25,38 +23,13 @@ def run_id_of(job: batchai_models.Job) -> str | None:
     return (job.job_output_directory_path_segment or "").strip("/").rsplit("/", 1)[-1] or None
 
 
-@dataclass(frozen=True)
-class ClusterStatus:
-    allocation_state: str | None
-    current_node_count: int
-    counts: dict[str, int]
-    errors: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    execution_state: str | None
-    exit_code: int | None
-    errors: list[dict[str, Any]]
-    start_time: Any
-    end_time: Any
-    output_directory_ids: tuple[str, ...]
-    run_id: str | None = None  # the uuid of this run's output directories
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    directory_id: str
-    path: str  # relative to the output directory
-    url: str
-    size: int
-
-
 class Watch:
+    """Batch AI's answers to what following running work reads (batchai_spec/statuses.py)."""
+
     def __init__(self, clients: Clients):
         self.clients = clients
         self._http = requests.Session()
-        self._verify = clients.target.connection_verify
+        self._verify = clients.endpoint.connection_verify
 
     def cluster(self, ids: dict[str, str]) -> ClusterStatus:
         cluster = self.clients.batchai.clusters.get(ids["resource_group"], ids["workspace"], ids["cluster"])

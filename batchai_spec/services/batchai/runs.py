@@ -23,10 +23,12 @@ from urllib.parse import urlparse
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 
-from batchai_spec.azure.clients import Clients
-from batchai_spec.azure.watch import STDOUTERR, run_id_of
 from batchai_spec.errors import UserError
-from batchai_spec.graph import Graph, Resource, share_path
+from batchai_spec.graph import Graph, Resource
+from batchai_spec.job_inputs import share_path
+from batchai_spec.services.azure.clients import Clients
+from batchai_spec.services.batchai.watch import run_id_of
+from batchai_spec.statuses import STDOUTERR
 
 # Directory metadata a run's uuid directory gets when the tool deletes its job (Azure metadata names are C#
 # identifiers: letters, digits and underscores).

@@ -1,1 +1,0 @@
-"""Azure adapters: the only client-side code that imports the Azure SDKs."""

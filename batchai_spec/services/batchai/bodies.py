@@ -1,0 +1,107 @@
+"""Spec models -> parts of Batch AI bodies, in the shape of the SDK models' attributes (snake_case, as
+`Model.as_dict()` returns them), with server defaults filled in; secrets stay `Sensitive`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchai_spec.sensitive import Sensitive
+
+DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
+
+
+def plain(model: Any) -> Any:
+    """A spec model as a plain dict with secrets kept as Sensitive."""
+    from pydantic import BaseModel, SecretStr
+
+    if isinstance(model, SecretStr):
+        return Sensitive(model.get_secret_value())
+    if isinstance(model, BaseModel):
+        return {name: plain(getattr(model, name)) for name in type(model).model_fields}
+    if isinstance(model, dict):
+        return {key: plain(value) for key, value in model.items()}
+    if isinstance(model, (list, tuple)):
+        return [plain(value) for value in model]
+    return model
+
+
+def named_list(mapping: dict[str, Any] | None, value_key: str = "value") -> list[dict[str, Any]]:
+    return [{"name": name, value_key: value} for name, value in sorted((mapping or {}).items())]
+
+
+def secret_list(mapping: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [{"name": name, "value": plain(value)} for name, value in sorted((mapping or {}).items())]
+
+
+def azure_file_url(account: str, share: str) -> str:
+    """The share URL a cluster mounts, in Azure's form (the emulator accepts it too, so plans match across targets)."""
+    return f"https://{account}.file.core.windows.net/{share}"
+
+
+def workspace_child_id(subscription_id: str, resource_group: str, workspace: str, kind: str, name: str) -> str:
+    """The ARM id of a cluster or file server ("clusters", "fileServers") of a workspace."""
+    return (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.BatchAI"
+        f"/workspaces/{workspace}/{kind}/{name}"
+    )
+
+
+def mount_volumes(volumes, account: str | None) -> dict[str, Any] | None:
+    """A spec's mount list as Batch AI's MountVolumes; a share of the spec is mounted with its account's key, read
+    at apply time (`Sensitive` derived from the account)."""
+    if volumes is None:
+        return None
+    shares = []
+    for mount in volumes.azure_file_shares:
+        if mount.share is not None:
+            url = azure_file_url(account, mount.share)
+            key = Sensitive(None, derived_from=f"storage_account_key:{account}")
+            name = account
+        else:
+            name, url, key = mount.account_name, mount.azure_file_url, plain(mount.account_key)
+        shares.append(
+            {
+                "account_name": name,
+                "azure_file_url": url,
+                "credentials": {"account_key": key},
+                "relative_mount_path": mount.relative_mount_path,
+                "file_mode": mount.file_mode,
+                "directory_mode": mount.directory_mode,
+            }
+        )
+    blobs = [
+        {
+            "account_name": mount.account_name,
+            "container_name": mount.container_name,
+            "credentials": {"account_key": plain(mount.account_key)},
+            "relative_mount_path": mount.relative_mount_path,
+            "mount_options": mount.mount_options,
+        }
+        for mount in volumes.azure_blob_file_systems
+    ]
+    servers = [
+        {
+            "file_server": {"id": mount.file_server_id},
+            "relative_mount_path": mount.relative_mount_path,
+            "source_directory": mount.source_directory,
+            "mount_options": mount.mount_options,
+        }
+        for mount in volumes.file_servers
+    ]
+    unmanaged = [
+        {"mount_command": mount.mount_command, "relative_mount_path": mount.relative_mount_path}
+        for mount in volumes.unmanaged_file_systems
+    ]
+    return {
+        "azure_file_shares": shares,
+        "azure_blob_file_systems": blobs,
+        "file_servers": servers,
+        "unmanaged_file_systems": unmanaged,
+    }
+
+
+def mount_dependencies(volumes) -> tuple[str, ...]:
+    """The addresses of the spec's shares a mount list mounts."""
+    if volumes is None:
+        return ()
+    return tuple(f"file_share.{share}" for share in sorted({m.share for m in volumes.azure_file_shares if m.share}))

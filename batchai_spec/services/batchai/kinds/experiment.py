@@ -1,0 +1,62 @@
+"""experiment.NAME: a Batch AI experiment, the container of jobs; recorded in its workspace's tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchai_spec.graph import Graph, Resource, SpecWalk
+from batchai_spec.kinds import Cannot, Declaration, Kind
+from batchai_spec.observed import Observed
+from batchai_spec.services.azure.errors import already_gone, service_call
+from batchai_spec.services.batchai.connection import BatchAIConnection
+
+
+class Experiment(Kind):
+    name = "experiment"
+    address_keys = ("experiment",)
+    parent = "workspace"
+    holds = ("job",)
+    read_under = "workspace"
+
+    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
+        return f"workspace.{ids['workspace']}"
+
+    def declared(self, walk: SpecWalk):
+        spec = walk.spec
+        for index, experiment in enumerate(spec.experiments):
+            yield Declaration(
+                {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name, "experiment": experiment.name},
+                ("experiments", index),
+                experiment,
+                depends_on=(f"workspace.{spec.workspace.name}",),
+            )
+
+    def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
+        return {}
+
+    def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
+        ids = workspace.ids
+        with service_call(workspace.address, "listing experiments of"):
+            experiments = list(service.clients.batchai.experiments.list_by_workspace(ids["resource_group"], ids["workspace"]))
+        found = []
+        for experiment in experiments:
+            experiment_ids = {**ids, "experiment": experiment.name}
+            owned, _ = service.ownership.read(self.name, experiment_ids)
+            found.append(Observed(f"experiment.{experiment.name}", self.name, experiment_ids, {}, owned=owned))
+        return found
+
+    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+        ids = resource.ids
+        service.ownership.record(self.name, ids)
+        service.clients.batchai.experiments.begin_create(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
+
+    update = Cannot("an experiment has no properties to change")
+
+    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+        ids = live.ids
+        with already_gone():
+            service.clients.batchai.experiments.begin_delete(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
+        service.ownership.forget(self.name, ids)
+
+
+EXPERIMENT = Experiment()
