@@ -2,7 +2,7 @@
 
 
 class UserError(Exception):
-    """A problem the user can fix (bad spec, unreachable target, failed job...): one clear message."""
+    """A problem the user can fix (bad spec, unreachable endpoint, failed job...): one clear message."""
 
     exit_code = 1
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
 if TYPE_CHECKING:
     from batchai_spec.graph import Resource, SpecWalk
-    from batchai_spec.observed import Observed
+    from batchai_spec.observed import Observed, Stored
     from batchai_spec.statuses import ClusterStatus, Watch
 
 ProgressHook = Callable[[int, int], None]
@@ -67,9 +67,7 @@ class Readiness:
 
 class Kind:
     """The adapter of one resource kind on one service. Subclasses set the class attributes and implement (or
-    declare `Cannot` for) each operation; `OPERATIONS` are checked complete by the contract test."""
-
-    OPERATIONS: ClassVar[tuple[str, ...]] = ("read", "create", "update", "delete", "terminate")
+    declare `Cannot` for) each operation; tests/services/test_kind_contract.py checks that they all do."""
 
     name: ClassVar[str]
     # The ids that make the address, in order: ("experiment", "job") gives job.EXPERIMENT/JOB.
@@ -80,8 +78,8 @@ class Kind:
     fields: ClassVar[dict[str, Policy]] = {}
     # Kinds that deleting this one deletes with it (a workspace its clusters).
     holds: ClassVar[tuple[str, ...]] = ()
-    # Read: None = each declared resource by name (`read`); a kind name = listed under each live resource of that
-    # kind (`list_under`); "<kind>:along" = found by the listing of that kind (a share's walk finds its files).
+    # How it is read: None = each declared resource by name (`read`); a kind's name = listed under each live
+    # resource of that kind (`list_under`, which finds what the spec owns and no longer declares too).
     read_under: ClassVar[str | None] = None
     # Write-only values are compared through fingerprints stored with the resource (Observed.stored).
     stores_fingerprints: ClassVar[bool] = False
@@ -113,8 +111,14 @@ class Kind:
         return dict(zip(self.address_keys, parts))
 
     def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        """The address of what a resource lives in, from its ids (for resources the spec no longer declares)."""
-        return None
+        """The address of what a resource lives in, from its ids (for resources the spec no longer declares): by
+        default its parent kind's, named by the id of that kind's name (workspace.{ids['workspace']})."""
+        return f"{self.parent}.{ids[self.parent]}" if self.parent else None
+
+    def live_dependencies(self, live: Observed) -> set[str]:
+        """What a live resource uses, from its live body (a cluster: the file servers it mounts): deleted after it,
+        whether or not the spec still declares either."""
+        return set()
 
     def declared(self, walk: SpecWalk) -> Iterable[Declaration]:
         """The resources of this kind the spec declares."""
@@ -191,6 +195,24 @@ class Registry:
 
     def of(self, address: str) -> Kind:
         return self._kinds[address.partition(".")[0]]
+
+
+class Ownership(Protocol):
+    """How a service records what a spec created, so that destroy and pruning touch only that, and what it stored
+    with it (the fingerprints of write-only values, under a salt). Batch AI: its workspace's tags for clusters,
+    experiments and file servers (services/batchai/ownership.py), the job's environment for jobs."""
+
+    def read(self, kind: str, ids: dict[str, str]) -> tuple[bool, Stored]:
+        """(owned by this spec, what it stored) of one resource."""
+
+    def record(self, kind: str, ids: dict[str, str], fingerprints: str = "") -> None:
+        """Before the resource is created: an apply interrupted after the create still knows it is its own."""
+
+    def forget(self, kind: str, ids: dict[str, str]) -> None:
+        """After the resource is deleted."""
+
+    def salt(self, ids: dict[str, str]) -> str:
+        """The salt of the fingerprints of the resource's write-only values (made on first use)."""
 
 
 class Connection:

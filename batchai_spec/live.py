@@ -17,7 +17,8 @@ def read_live(connection: Connection, graph: Graph, *, parallelism: int = 16) ->
     """What exists of the graph, and what the spec owns beyond it; also kept as `connection.observed`, which the
     adapters' writes read."""
     registry = connection.registry
-    observed: dict[str, Observed] = connection.observed
+    observed: dict[str, Observed] = {}
+    connection.observed = observed
 
     def record(found: list[Observed]) -> None:
         for live in found:

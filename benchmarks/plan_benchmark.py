@@ -255,7 +255,7 @@ def _in_process_plan(spec: Path, state_dir: Path) -> tuple[float, float, float, 
     loaded = load_spec(spec)
     load_s = time.perf_counter() - started
     session = Session(loaded, EndpointChoice("local", state_dir))
-    session.target  # connecting reads endpoint.json only
+    session.endpoint  # connecting reads endpoint.json only
     started = time.perf_counter()
     session.graph
     graph_s = time.perf_counter() - started

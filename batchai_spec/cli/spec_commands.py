@@ -11,7 +11,7 @@ from batchai_spec.cli.options import SpecArgument, VarFileOption, VarOption, loa
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from batchai_spec.spec import Cluster, FileShare, Job, LoadedSpec, SpecError
+    from batchai_spec.spec import Cluster, FileServer, FileShare, Job, LoadedSpec, SpecError
 
 
 @app.command()
@@ -55,6 +55,7 @@ def summary(loaded: LoadedSpec) -> list[str]:
         lines.append(f"  storage account  {account.name}: {account.sku} {account.kind} in {spec.storage_location}, {origin}")
         lines += [f"  file share       {_share(share)}" for share in spec.storage.file_shares]
     lines.append(f"  workspace        {spec.workspace.name} in {spec.workspace_location}")
+    lines += [f"  file server      {_file_server(server)}" for server in spec.file_servers]
     lines += [f"  cluster          {_cluster(cluster)}" for cluster in spec.clusters]
     for experiment in spec.experiments:
         lines.append(f"  experiment       {experiment.name}: {_count(len(experiment.jobs), 'job')}")
@@ -67,6 +68,11 @@ def _share(share: FileShare) -> str:
         f"{share.name}: {share.quota_gb} GiB, {_count(len(share.implied_directories()), 'directory', 'directories')}, "
         f"{_count(len(share.uploads), 'upload')}"
     )
+
+
+def _file_server(server: FileServer) -> str:
+    disks = server.data_disks
+    return f"{server.name}: {server.vm_size}, {_count(disks.disk_count, 'disk')} of {disks.disk_size_in_gb} GB {disks.storage_account_type}"
 
 
 def _cluster(cluster: Cluster) -> str:

@@ -123,8 +123,10 @@ class Executor:
                 )
         known = set(self.graph.resources) | set(self.observed)
         for step in deletions.values():
-            # A parent is deleted after its children.
-            for parent in parents(step.address, self.graph, self.observed, known):
+            # A parent is deleted after its children, and what a resource uses after it.
+            live = self.observed[step.address]
+            used = parents(step.address, self.graph, self.observed, known) | self.registry[live.kind].live_dependencies(live)
+            for parent in used:
                 if parent in deletions:
                     deletions[parent].after.add(step.address)
         for step in creations.values():

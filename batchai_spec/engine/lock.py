@@ -1,6 +1,6 @@
-"""One apply or destroy of a spec against a target at a time.
+"""One apply or destroy of a spec against an endpoint at a time.
 
-The lock is an advisory `flock` on a file beside the target's state (the local emulator's state directory, or the
+The lock is an advisory `flock` on a file beside the endpoint's state (the local emulator's state directory, or the
 user's cache for Azure), holding who took it and when. The operating system releases it when its holder dies, so a
 crashed holder never blocks anyone; `force-unlock` removes the file for the rare case of a lock on a shared file
 system whose holder is gone.

@@ -14,6 +14,7 @@ from batchai_spec.spec.cluster import (
     UserAccount,
 )
 from batchai_spec.spec.errors import SourceLocation, SpecError
+from batchai_spec.spec.file_server import DataDisks, FileServer
 from batchai_spec.spec.job import (
     TOOLKITS,
     Container,
@@ -60,9 +61,11 @@ __all__ = [
     "Cluster",
     "CntkSettings",
     "Container",
+    "DataDisks",
     "CustomMpiSettings",
     "CustomToolkitSettings",
     "Experiment",
+    "FileServer",
     "FileServerMount",
     "FileShare",
     "HorovodSettings",

@@ -1,4 +1,5 @@
-"""The whole spec: resource group, storage, workspace, clusters and experiments, and the references between them."""
+"""The whole spec: resource group, storage, workspace, file servers, clusters and experiments, and the references
+between them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from batchai_spec.spec.base import (
     ensure_unique,
 )
 from batchai_spec.spec.cluster import Cluster
+from batchai_spec.spec.file_server import FileServer
 from batchai_spec.spec.job import Experiment, Job
 from batchai_spec.spec.mounts import (
     JOB_MOUNT_ROOT,
@@ -55,24 +57,35 @@ class Spec(SpecModel):
     name: ResourceName = Field(description="Identity of the spec, recorded in ownership tags (letters, digits, -, _; 1-64).")
     resource_group: ResourceGroup = Field(description="The resource group holding everything.")
     storage: Storage | None = Field(None, description="Storage account and file shares with their directories and uploads.")
-    workspace: Workspace = Field(description="The Batch AI workspace holding clusters and experiments.")
+    workspace: Workspace = Field(description="The Batch AI workspace holding file servers, clusters and experiments.")
+    file_servers: tuple[FileServer, ...] = Field((), description="NFS file servers that clusters and jobs mount by name.")
     clusters: tuple[Cluster, ...] = Field((), description="GPU clusters.")
     experiments: tuple[Experiment, ...] = Field((), description="Experiments and their jobs.")
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Spec:
+        ensure_unique(
+            ((("file_servers", index, "name"), server.name) for index, server in enumerate(self.file_servers)), "file server name"
+        )
         ensure_unique(((("clusters", index, "name"), cluster.name) for index, cluster in enumerate(self.clusters)), "cluster name")
         ensure_unique(
             ((("experiments", index, "name"), experiment.name) for index, experiment in enumerate(self.experiments)),
             "experiment name",
         )
         shares = [share.name for share in self.storage.file_shares] if self.storage else []
+        servers = [server.name for server in self.file_servers]
         for loc, mounts in self._mount_volumes():
             for index, mount in enumerate(mounts.azure_file_shares):
                 if mount.share is not None and mount.share not in shares:
                     raise LocatedValueError(
                         (*loc, "azure_file_shares", index, "share"),
                         f"share '{mount.share}' is not declared in storage.file_shares" + did_you_mean(mount.share, shares),
+                    )
+            for index, mount in enumerate(mounts.file_servers):
+                if mount.file_server is not None and mount.file_server not in servers:
+                    raise LocatedValueError(
+                        (*loc, "file_servers", index, "file_server"),
+                        f"file server '{mount.file_server}' is not declared in file_servers" + did_you_mean(mount.file_server, servers),
                     )
         clusters = {cluster.name.lower(): cluster for cluster in self.clusters}
         for experiment_index, experiment in enumerate(self.experiments):

@@ -16,6 +16,7 @@ from batchai_spec.spec.base import (
     LocatedValueError,
     NonEmptyText,
     RelativePath,
+    ResourceName,
     SpecModel,
     ensure_unique,
 )
@@ -75,10 +76,28 @@ class AzureBlobFileSystemMount(SpecModel):
 
 
 class FileServerMount(SpecModel):
-    file_server_id: ArmResourceId = Field(description="ARM id of a Batch AI file server.")
+    file_server: ResourceName | None = Field(None, description="A file server declared in this spec's file_servers.")
+    file_server_id: ArmResourceId | None = Field(None, description="External file server: the ARM id of a Batch AI file server.")
     relative_mount_path: RelativePath = Field(description=RELATIVE_MOUNT_PATH)
     source_directory: str | None = Field(None, description="Directory of the server to mount; the whole server if absent.")
     mount_options: str | None = Field(None, description="Extra NFS mount options.")
+
+    @model_validator(mode="after")
+    def _declared_or_external(self) -> FileServerMount:
+        if self.file_server is not None and self.file_server_id is not None:
+            raise LocatedValueError(
+                ("file_server_id",), "give either `file_server` (a file server of this spec) or `file_server_id`, not both"
+            )
+        if self.file_server is None and self.file_server_id is None:
+            raise LocatedValueError(
+                (), "give `file_server` (a file server of this spec) or `file_server_id` (an external file server's ARM id)"
+            )
+        return self
+
+    @property
+    def server_name(self) -> str:
+        """The mounted server's name: this spec's file server, or the last component of an external one's id."""
+        return self.file_server or (self.file_server_id or "").rstrip("/").rsplit("/", 1)[-1]
 
 
 class UnmanagedFileSystemMount(SpecModel):
@@ -120,7 +139,7 @@ class MountVolumes(SpecModel):
         for container in self.azure_blob_file_systems:
             yield container.relative_mount_path, "azure_blob_file_systems", f"blob container {container.container_name}"
         for server in self.file_servers:
-            yield server.relative_mount_path, "file_servers", f"file server {server.file_server_id.rstrip('/').rsplit('/', 1)[-1]}"
+            yield server.relative_mount_path, "file_servers", f"file server {server.server_name}"
         for system in self.unmanaged_file_systems:
             yield system.relative_mount_path, "unmanaged_file_systems", "unmanaged file system"
 

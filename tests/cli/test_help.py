@@ -160,3 +160,16 @@ def test_version_and_completion_start_without_loading_the_sdks(env):
     assert result.stdout.splitlines()[-1] == "exit 0 loaded []"
     first = result.stdout.splitlines()[0]
     assert first == "apply" if env else re.fullmatch(r"batchai-spec \d+\.\d+\.\d+\S*", first)
+
+
+@pytest.mark.parametrize("command", [*SPEC_COMMANDS[1:], "apply", "logs", "outputs", "cancel"])
+def test_the_endpoint_option_is_shown_and_its_old_name_is_not(command):
+    text = help_of(command)
+    assert re.search(r"--endpoint\s+local\|azure\s+Where requests go", text)
+    assert "--backend" not in text
+
+
+def test_the_old_name_of_the_endpoint_option_still_chooses_the_endpoint():
+    for flag in ("--endpoint", "--backend"):
+        result = cli("plan", "specs/mnist-cntk.yaml", flag, "nowhere")
+        assert (result.returncode, result.stderr.strip()) == (1, "Error: unknown endpoint 'nowhere': use 'local' or 'azure'")

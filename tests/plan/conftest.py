@@ -31,6 +31,7 @@ SECRETS = {
     "PLAN_BLOB_KEY": "blob-key-d41fe9",
     "PLAN_REGISTRY_PASSWORD": "registry-pw-0a9c55",
     "PLAN_JOB_TOKEN": "job-token-7e31b4",
+    "PLAN_FILE_SERVER_PASSWORD": "fs-pw-5c29d8",
 }
 
 

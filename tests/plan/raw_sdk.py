@@ -40,7 +40,7 @@ from tests.emulator_clients import (
 )
 
 SPEC_NAME = "plan-fixture"
-RG, ACCOUNT, WORKSPACE, EXPERIMENT = "rg-plan", "planstore", "ws-plan", "exp"
+RG, ACCOUNT, WORKSPACE, EXPERIMENT, FILE_SERVER = "rg-plan", "planstore", "ws-plan", "exp", "nfs"
 LOCATION = "westeurope"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIplanfixture plan-fixture"
 # Local file -> path in the share `data`.
@@ -88,6 +88,7 @@ class RawFixture:
         self.create_resource_group()
         self.create_storage()
         self.create_workspace()
+        self.create_file_server()
         self.create_cluster("gpu", self.gpu_cluster())
         self.create_cluster("cpu", self.cpu_cluster())
         self.create_experiment()
@@ -127,6 +128,35 @@ class RawFixture:
     def record_in_workspace(self, tags: dict[str, str]) -> None:
         current = self.batchai.workspaces.get(RG, WORKSPACE).tags or {}
         self.batchai.workspaces.update(RG, WORKSPACE, batchai.WorkspaceUpdateParameters(tags={**current, **tags}))
+
+    # -- file server ------------------------------------------------------------------------------------------
+
+    def create_file_server(self) -> None:
+        """SDK 7 creates and lists file servers (no get, no delete); its DataDisks sends caching_type "none" unless
+        told otherwise."""
+        stored = fingerprints(self.graph.resources[f"file_server.{FILE_SERVER}"].desired, self.salt)
+        self.record_in_workspace({child_tag("file_server", FILE_SERVER): child_record(self.graph.spec_name, stored)})
+        parameters = batchai.FileServerCreateParameters(
+            vm_size="Standard_DS2_v2",
+            ssh_configuration=batchai.SshConfiguration(
+                public_ips_to_allow=["10.0.0.0/8"],
+                user_account_settings=batchai.UserAccountSettings(
+                    admin_user_name="nfsadmin", admin_user_ssh_public_key=SSH_KEY,
+                    admin_user_password=self.secrets["PLAN_FILE_SERVER_PASSWORD"],
+                ),
+            ),
+            data_disks=batchai.DataDisks(
+                disk_size_in_gb=128, disk_count=2, storage_account_type="Premium_LRS", caching_type="readonly"
+            ),
+        )
+        self.batchai.file_servers.begin_create(RG, WORKSPACE, FILE_SERVER, parameters).result()
+
+    def file_server_mount(self, path: str, **options: str) -> batchai.FileServerReference:
+        server_id = (
+            f"/subscriptions/{self.endpoint.subscription_id}/resourceGroups/{RG}/providers/Microsoft.BatchAI"
+            f"/workspaces/{WORKSPACE}/fileServers/{FILE_SERVER}"
+        )
+        return batchai.FileServerReference(file_server=batchai.ResourceId(id=server_id), relative_mount_path=path, **options)
 
     # -- clusters -----------------------------------------------------------------------------------------------
 
@@ -179,6 +209,7 @@ class RawFixture:
                             relative_mount_path="blobs", mount_options="-o ro",
                         )
                     ],
+                    file_servers=[self.file_server_mount("nfs", mount_options="-o rw")],
                 )
             ),
         )
@@ -282,7 +313,10 @@ class RawFixture:
             "custom": batchai.JobCreateParameters(
                 cluster=self.cluster_id("cpu"),
                 node_count=1,
-                mount_volumes=batchai.MountVolumes(azure_file_shares=[self._share_mount("data", "jobdata")]),
+                mount_volumes=batchai.MountVolumes(
+                    azure_file_shares=[self._share_mount("data", "jobdata")],
+                    file_servers=[self.file_server_mount("jobnfs", source_directory="shared")],
+                ),
                 std_out_err_path_prefix="$AZ_BATCHAI_JOB_MOUNT_ROOT/jobdata",
                 custom_toolkit_settings=batchai.CustomToolkitSettings(
                     command_line="cat $AZ_BATCHAI_JOB_MOUNT_ROOT/jobdata/code/train.py"

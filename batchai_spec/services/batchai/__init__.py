@@ -13,6 +13,7 @@ from batchai_spec.services.azure.kinds.storage_account import STORAGE_ACCOUNT
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.services.batchai.kinds.cluster import CLUSTER
 from batchai_spec.services.batchai.kinds.experiment import EXPERIMENT
+from batchai_spec.services.batchai.kinds.file_server import FILE_SERVER
 from batchai_spec.services.batchai.kinds.job import JOB
 from batchai_spec.services.batchai.kinds.workspace import WORKSPACE
 
@@ -26,6 +27,7 @@ REGISTRY = Registry(
         DIRECTORY,
         FILE,
         WORKSPACE,
+        FILE_SERVER,
         CLUSTER,
         EXPERIMENT,
         JOB,

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from batchai_spec.sensitive import Sensitive
 
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
+# A file server's sshConfiguration.publicIPsToAllow when none is given: SSH from anywhere.
+ALL_IPS = ("*",)
 
 
 def plain(model: Any) -> Any:
@@ -46,9 +48,29 @@ def workspace_child_id(subscription_id: str, resource_group: str, workspace: str
     )
 
 
-def mount_volumes(volumes, account: str | None) -> dict[str, Any] | None:
+def in_workspace(arm_ids: Iterable[str], ids: dict[str, str], collection: str, kind: str) -> set[str]:
+    """The addresses (`kind`.NAME) of those ARM ids that name a `collection` child ("clusters", "fileServers") of
+    the workspace `ids` names; ARM ids compare without case, from the resource group on."""
+    prefix = f"/resourcegroups/{ids['resource_group']}/providers/microsoft.batchai/workspaces/{ids['workspace']}/{collection}/"
+    found = set()
+    for arm_id in arm_ids:
+        arm_id = arm_id.rstrip("/")
+        at = arm_id.lower().find("/resourcegroups/")
+        if at >= 0 and arm_id.lower().startswith(prefix.lower(), at):
+            found.add(f"{kind}.{arm_id[at + len(prefix):]}")
+    return found
+
+
+def mounted_file_servers(mount_volumes: dict[str, Any] | None, ids: dict[str, str]) -> set[str]:
+    """The addresses of the file servers of the workspace `ids` names that a (normalised) MountVolumes body mounts."""
+    servers = [(mount.get("file_server") or {}).get("id") or "" for mount in (mount_volumes or {}).get("file_servers", [])]
+    return in_workspace(servers, ids, "fileServers", "file_server")
+
+
+def mount_volumes(volumes, account: str | None, subscription_id: str, ids: dict[str, str]) -> dict[str, Any] | None:
     """A spec's mount list as Batch AI's MountVolumes; a share of the spec is mounted with its account's key, read
-    at apply time (`Sensitive` derived from the account)."""
+    at apply time (`Sensitive` derived from the account), and a file server of the spec by its id in the workspace
+    that `ids` (resource_group, workspace) names."""
     if volumes is None:
         return None
     shares = []
@@ -81,7 +103,10 @@ def mount_volumes(volumes, account: str | None) -> dict[str, Any] | None:
     ]
     servers = [
         {
-            "file_server": {"id": mount.file_server_id},
+            "file_server": {
+                "id": mount.file_server_id
+                or workspace_child_id(subscription_id, ids["resource_group"], ids["workspace"], "fileServers", mount.file_server)
+            },
             "relative_mount_path": mount.relative_mount_path,
             "source_directory": mount.source_directory,
             "mount_options": mount.mount_options,
@@ -101,7 +126,17 @@ def mount_volumes(volumes, account: str | None) -> dict[str, Any] | None:
 
 
 def mount_dependencies(volumes) -> tuple[str, ...]:
-    """The addresses of the spec's shares a mount list mounts."""
+    """The addresses of the spec's shares and file servers a mount list mounts."""
     if volumes is None:
         return ()
-    return tuple(f"file_share.{share}" for share in sorted({m.share for m in volumes.azure_file_shares if m.share}))
+    return (
+        *(f"file_share.{share}" for share in sorted({m.share for m in volumes.azure_file_shares if m.share})),
+        *file_server_dependencies(volumes),
+    )
+
+
+def file_server_dependencies(volumes) -> tuple[str, ...]:
+    """The addresses of the spec's file servers a mount list mounts: created before, deleted after what mounts them."""
+    if volumes is None:
+        return ()
+    return tuple(f"file_server.{name}" for name in sorted({m.file_server for m in volumes.file_servers if m.file_server}))

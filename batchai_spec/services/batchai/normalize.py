@@ -11,10 +11,12 @@ from azure.mgmt.batchai import models
 
 from batchai_spec.graph import prune
 from batchai_spec.sensitive import without_write_only
+from batchai_spec.services.batchai.bodies import ALL_IPS
 from batchai_spec.services.batchai.ownership import JOB_INTERNAL_ENV
 
 _CLUSTER_FIELDS = set(models.ClusterCreateParameters._attribute_map)
 _JOB_FIELDS = set(models.JobCreateParameters._attribute_map)
+_FILE_SERVER_FIELDS = set(models.FileServerCreateParameters._attribute_map)
 
 
 def _sorted_by(items: list[dict[str, Any]] | None, key: str) -> list[dict[str, Any]] | None:
@@ -50,3 +52,14 @@ def job_body(job: models.Job) -> tuple[dict[str, Any], dict[str, str]]:
     if isinstance(wall_clock, datetime.timedelta):
         constraints["max_wall_clock_time"] = isodate.duration_isoformat(wall_clock)
     return prune(without_write_only(body)), internal
+
+
+def file_server_body(server: models.FileServer) -> dict[str, Any]:
+    """The server's body; SSH allowed from anywhere when the service names no ranges (its documented default)."""
+    body = {key: value for key, value in server.as_dict().items() if key in _FILE_SERVER_FIELDS}
+    if body.get("vm_size"):
+        body["vm_size"] = body["vm_size"].upper()
+    ssh = body.get("ssh_configuration") or {}
+    if ssh and not ssh.get("public_ips_to_allow"):
+        ssh["public_ips_to_allow"] = list(ALL_IPS)
+    return prune(without_write_only(body))

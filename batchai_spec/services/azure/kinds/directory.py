@@ -24,6 +24,12 @@ def parent_of(share: str, path: str) -> str:
     return f"directory.{share}/{parent}" if parent else f"file_share.{share}"
 
 
+def known_parent(ids: dict[str, str], known: set[str]) -> str | None:
+    """The container of a directory or file the spec no longer declares, if it is one the plan knows."""
+    candidate = parent_of(ids["share"], ids["path"])
+    return candidate if candidate in known else None
+
+
 class Directory(Kind):
     name = "directory"
     address_keys = ("share", "path")
@@ -31,8 +37,7 @@ class Directory(Kind):
     read_under = "file_share"
 
     def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        candidate = parent_of(ids["share"], ids["path"])
-        return candidate if candidate in known else None
+        return known_parent(ids, known)
 
     def declared(self, walk: SpecWalk):
         storage = walk.spec.storage

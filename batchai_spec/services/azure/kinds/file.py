@@ -11,7 +11,7 @@ from batchai_spec.kinds import Declaration, Kind, Policy, ProgressHook
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.connection import AzureConnection
 from batchai_spec.services.azure.errors import already_gone
-from batchai_spec.services.azure.kinds.directory import parent_of
+from batchai_spec.services.azure.kinds.directory import known_parent, parent_of
 from batchai_spec.services.azure.ownership import OWNER_METADATA, SHA256_METADATA
 
 
@@ -24,8 +24,7 @@ class File(Kind):
     write_verb = "upload"
 
     def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        candidate = parent_of(ids["share"], ids["path"])
-        return candidate if candidate in known else None
+        return known_parent(ids, known)
 
     def declared(self, walk: SpecWalk):
         storage = walk.spec.storage

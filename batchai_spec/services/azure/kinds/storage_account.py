@@ -22,9 +22,6 @@ class StorageAccount(Kind):
     fields = {"location": Policy.REPLACE, "kind": Policy.REPLACE, "sku": Policy.UPDATE, "tags": Policy.UPDATE}
     holds = ("file_share",)
 
-    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        return f"resource_group.{ids['resource_group']}"
-
     def declared(self, walk: SpecWalk):
         if walk.spec.storage is None:
             return

@@ -12,9 +12,17 @@ from batchai_spec.graph import Graph, Resource, SpecWalk, prune
 from batchai_spec.kinds import Declaration, Kind, Policy, Readiness
 from batchai_spec.observed import Observed
 from batchai_spec.sensitive import fingerprints
-from batchai_spec.services.azure.errors import already_gone, service_call
+from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
-from batchai_spec.services.batchai.bodies import DEFAULT_IMAGE, mount_dependencies, mount_volumes, named_list, plain, secret_list
+from batchai_spec.services.batchai.bodies import (
+    DEFAULT_IMAGE,
+    mount_dependencies,
+    mount_volumes,
+    mounted_file_servers,
+    named_list,
+    plain,
+    secret_list,
+)
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.statuses import node_counts
 
@@ -34,9 +42,6 @@ class Cluster(Kind):
     }
     read_under = "workspace"
     stores_fingerprints = True
-
-    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        return f"workspace.{ids['workspace']}"
 
     def declared(self, walk: SpecWalk):
         spec = walk.spec
@@ -67,10 +72,13 @@ class Cluster(Kind):
                 "admin_user_ssh_public_key": user.ssh_public_key,
                 "admin_user_password": plain(user.admin_user_password),
             },
-            "node_setup": _node_setup(cluster.node_setup, account),
+            "node_setup": _node_setup(cluster.node_setup, account, walk.subscription_id, declaration.ids),
             "subnet": {"id": cluster.subnet_id} if cluster.subnet_id else None,
         }
         return prune(body)
+
+    def live_dependencies(self, live: Observed) -> set[str]:
+        return mounted_file_servers((live.state.get("node_setup") or {}).get("mount_volumes"), live.ids)
 
     def status(self, live: Observed) -> tuple[str, str]:
         counts = node_counts(live.status.get("node_state_counts", {}))
@@ -78,19 +86,16 @@ class Cluster(Kind):
         return live.status.get("allocation_state") or "?", nodes
 
     def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
-        ids = workspace.ids
-        with service_call(workspace.address, "listing clusters of"):
-            clusters = list(service.clients.batchai.clusters.list_by_workspace(ids["resource_group"], ids["workspace"]))
         found = []
-        for cluster in clusters:
-            cluster_ids = {**ids, "cluster": cluster.name}
-            owned, stored = service.ownership.read(self.name, cluster_ids)
+        for cluster, ids, owned, stored in service.workspace_children(
+            workspace, self.name, service.clients.batchai.clusters, "clusters"
+        ):
             counts = cluster.node_state_counts
             found.append(
                 Observed(
-                    f"cluster.{cluster.name}",
+                    self.address(ids),
                     self.name,
-                    cluster_ids,
+                    ids,
                     normalize.cluster_body(cluster),
                     owned=owned,
                     stored=stored,
@@ -131,7 +136,7 @@ class Cluster(Kind):
         service.ownership.forget(self.name, ids)
 
 
-def _node_setup(node_setup, account: str | None) -> dict[str, Any] | None:
+def _node_setup(node_setup, account: str | None, subscription_id: str, ids: dict[str, str]) -> dict[str, Any] | None:
     if node_setup is None:
         return None
     setup_task = None
@@ -154,7 +159,7 @@ def _node_setup(node_setup, account: str | None) -> dict[str, Any] | None:
         }
     return {
         "setup_task": setup_task,
-        "mount_volumes": mount_volumes(node_setup.mount_volumes, account),
+        "mount_volumes": mount_volumes(node_setup.mount_volumes, account, subscription_id, ids),
         "performance_counters_settings": counters,
     }
 

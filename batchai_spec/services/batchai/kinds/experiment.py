@@ -7,7 +7,7 @@ from typing import Any
 from batchai_spec.graph import Graph, Resource, SpecWalk
 from batchai_spec.kinds import Cannot, Declaration, Kind
 from batchai_spec.observed import Observed
-from batchai_spec.services.azure.errors import already_gone, service_call
+from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai.connection import BatchAIConnection
 
 
@@ -17,9 +17,6 @@ class Experiment(Kind):
     parent = "workspace"
     holds = ("job",)
     read_under = "workspace"
-
-    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        return f"workspace.{ids['workspace']}"
 
     def declared(self, walk: SpecWalk):
         spec = walk.spec
@@ -35,15 +32,12 @@ class Experiment(Kind):
         return {}
 
     def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
-        ids = workspace.ids
-        with service_call(workspace.address, "listing experiments of"):
-            experiments = list(service.clients.batchai.experiments.list_by_workspace(ids["resource_group"], ids["workspace"]))
-        found = []
-        for experiment in experiments:
-            experiment_ids = {**ids, "experiment": experiment.name}
-            owned, _ = service.ownership.read(self.name, experiment_ids)
-            found.append(Observed(f"experiment.{experiment.name}", self.name, experiment_ids, {}, owned=owned))
-        return found
+        return [
+            Observed(self.address(ids), self.name, ids, {}, owned=owned)
+            for _, ids, owned, _ in service.workspace_children(
+                workspace, self.name, service.clients.batchai.experiments, "experiments"
+            )
+        ]
 
     def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids

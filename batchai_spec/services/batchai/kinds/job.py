@@ -17,7 +17,16 @@ from batchai_spec.observed import Observed, Run
 from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.errors import already_gone, service_call
 from batchai_spec.services.batchai import normalize, runs
-from batchai_spec.services.batchai.bodies import named_list, plain, secret_list, mount_volumes, workspace_child_id
+from batchai_spec.services.batchai.bodies import (
+    file_server_dependencies,
+    in_workspace,
+    mount_volumes,
+    mounted_file_servers,
+    named_list,
+    plain,
+    secret_list,
+    workspace_child_id,
+)
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.services.batchai.ownership import job_environment, read_job_environment
 from batchai_spec.services.batchai.watch import run_id_of
@@ -51,11 +60,9 @@ class Job(Kind):
     read_under = "experiment"
     stores_fingerprints = True
     runs_to_completion = True
-    # A replaced cluster takes only the runs still active on it; changed input files are the inputs digest's.
-    loose_dependencies = {"cluster": "while-active", "file": "inputs"}
-
-    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        return f"experiment.{ids['experiment']}"
+    # A replaced cluster or file server takes only the runs still active on it (a finished run is not run again
+    # for it); changed input files are the inputs digest's.
+    loose_dependencies = {"cluster": "while-active", "file_server": "while-active", "file": "inputs"}
 
     def declared(self, walk: SpecWalk):
         spec = walk.spec
@@ -73,7 +80,12 @@ class Job(Kind):
                     },
                     ("experiments", exp_index, "jobs", job_index),
                     job,
-                    depends_on=(f"experiment.{experiment.name}", f"cluster.{cluster.name}", *(f.address for f in inputs)),
+                    depends_on=(
+                        f"experiment.{experiment.name}",
+                        f"cluster.{cluster.name}",
+                        *file_server_dependencies(job.mount_volumes),
+                        *(f.address for f in inputs),
+                    ),
                     extra={
                         "input_files": tuple(f.address for f in inputs),
                         "inputs_digest": inputs_digest(inputs),
@@ -106,7 +118,7 @@ class Job(Kind):
         body = {
             "scheduling_priority": job.scheduling_priority,
             "cluster": {"id": cluster},
-            "mount_volumes": mount_volumes(job.mount_volumes, account),
+            "mount_volumes": mount_volumes(job.mount_volumes, account, walk.subscription_id, ids),
             "node_count": job.node_count,
             "container_settings": container,
             TOOLKIT_ATTRIBUTES[toolkit_name]: settings,
@@ -119,6 +131,13 @@ class Job(Kind):
             "constraints": {"max_wall_clock_time": _iso_duration(job.constraints.max_wall_clock_time)},
         }
         return prune(body)
+
+    def live_dependencies(self, live: Observed) -> set[str]:
+        """The cluster it runs on and the file servers it mounts."""
+        cluster = (live.state.get("cluster") or {}).get("id") or ""
+        return in_workspace([cluster], live.ids, "clusters", "cluster") | mounted_file_servers(
+            live.state.get("mount_volumes"), live.ids
+        )
 
     def status(self, live: Observed) -> tuple[str, str]:
         run = live.run

@@ -26,9 +26,6 @@ class Workspace(Kind):
     holds = ("cluster", "experiment", "file_server")
     one_spec_only = True
 
-    def parent_address(self, ids: dict[str, str], known: set[str]) -> str | None:
-        return f"resource_group.{ids['resource_group']}"
-
     def declared(self, walk: SpecWalk):
         spec = walk.spec
         yield Declaration(
@@ -47,6 +44,7 @@ class Workspace(Kind):
             try:
                 workspace = service.clients.batchai.workspaces.get(ids["resource_group"], ids["workspace"])
             except ResourceNotFoundError:
+                service.ownership.gone(ids)
                 return Observed(resource.address, self.name, ids, None)
         tags = workspace.tags or {}
         service.ownership.seen(ids, tags)
