@@ -141,31 +141,31 @@ class Kind:
         """(state, details) for `status`."""
         return "present", ""
 
-    # -- I/O, with the service's connection ---------------------------------------------------------------------
+    # -- I/O, through the service's connection ---------------------------------------------------------------------
 
-    def read(self, service: Any, resource: Resource) -> Observed:
+    def read(self, connection: Any, resource: Resource) -> Observed:
         raise NotImplementedError(f"{self.name}: read")
 
-    def list_under(self, service: Any, parent: Observed, graph: Any) -> list[Observed]:
+    def list_under(self, connection: Any, parent: Observed, graph: Any) -> list[Observed]:
         raise NotImplementedError(f"{self.name}: list_under")
 
-    def create(self, service: Any, resource: Resource, progress: ProgressHook | None = None) -> None:
+    def create(self, connection: Any, resource: Resource, progress: ProgressHook | None = None) -> None:
         raise NotImplementedError(f"{self.name}: create")
 
-    def update(self, service: Any, resource: Resource, progress: ProgressHook | None = None) -> None:
+    def update(self, connection: Any, resource: Resource, progress: ProgressHook | None = None) -> None:
         raise NotImplementedError(f"{self.name}: update")
 
-    def delete(self, service: Any, live: Observed) -> None:
+    def delete(self, connection: Any, live: Observed) -> None:
         raise NotImplementedError(f"{self.name}: delete")
 
     # Only what runs to completion is terminated.
     terminate: Callable[..., None] = Cannot("only a run can be terminated")
 
-    def readiness(self, service: Any, resource: Resource) -> Readiness | None:
+    def readiness(self, connection: Any, resource: Resource) -> Readiness | None:
         """What to wait for after a create or update; None: nothing."""
         return None
 
-    def deletion_notes(self, service: Any, live: Observed) -> list[str]:
+    def deletion_notes(self, connection: Any, live: Observed) -> list[str]:
         """What a person must know before approving this resource's deletion (what it takes along)."""
         return []
 
@@ -185,9 +185,6 @@ class Registry:
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(self._kinds.values())
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._kinds
 
     @property
     def order(self) -> dict[str, int]:

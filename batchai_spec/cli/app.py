@@ -25,8 +25,8 @@ console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 PROG_NAME = "batchai-spec"
 
 
-# Old names of options, still accepted, never shown.
-HIDDEN_ALIASES = frozenset({"--backend"})
+# Old names of options (and of their environment variables), still accepted, never shown.
+HIDDEN_ALIASES = frozenset({"--backend", "BATCHAI_SPEC_BACKEND"})
 
 
 class _HelpLayout:
@@ -34,14 +34,16 @@ class _HelpLayout:
     hidden aliases left out."""
 
     def format_help(self, ctx, formatter) -> None:
-        names = {param: param.opts for param in self.params}
+        names = {param: (param.opts, param.envvar) for param in self.params}
         for param in self.params:
             param.opts = [name for name in param.opts if name not in HIDDEN_ALIASES]
+            if isinstance(param.envvar, (list, tuple)):
+                param.envvar = [name for name in param.envvar if name not in HIDDEN_ALIASES]
         try:
             super().format_help(ctx, formatter)
         finally:
-            for param, opts in names.items():
-                param.opts = opts
+            for param, (opts, envvar) in names.items():
+                param.opts, param.envvar = opts, envvar
 
     def get_params(self, ctx):
         params = super().get_params(ctx)

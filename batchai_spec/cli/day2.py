@@ -235,18 +235,18 @@ def cancel(
     stays declared: the next apply takes the run as finished. Takes no lock, so it can stop the job that an apply
     is following.
     """
-    from batchai_spec.engine.retry import with_retries as retried
+    from batchai_spec.engine.retry import with_retries
     from batchai_spec.engine.waits import FINISHED, LOG_FILES, Backoff
     from batchai_spec.services.azure.errors import service_call
 
     session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
     watch, ids, address = waits.watch, resource.ids, resource.address
 
-    def with_retries(call):
-        return retried(call, session.connection)
+    def retried(call):
+        return with_retries(call, session.connection)
 
     with service_call(address, "cancelling"):
-        status = with_retries(lambda: watch.job_or_none(ids))
+        status = retried(lambda: watch.job_or_none(ids))
         if status is None:
             raise UserError(f"{address} does not exist: nothing to cancel")
         if status.execution_state in FINISHED:
@@ -254,10 +254,10 @@ def cancel(
             return
         console.out(f"Cancelling {address} ({status.execution_state})...", highlight=False)
         deadline = time.monotonic() + timeout
-        poller = with_retries(lambda: watch.begin_terminate(ids))
+        poller = retried(lambda: watch.begin_terminate(ids))
         poller.result(timeout=max(0.1, deadline - time.monotonic()))  # the operation ends once the job has stopped
         backoff = Backoff(first=0.1, most=2.0)
-        while (status := with_retries(lambda: watch.job_or_none(ids))) is not None and status.execution_state not in FINISHED:
+        while (status := retried(lambda: watch.job_or_none(ids))) is not None and status.execution_state not in FINISHED:
             if time.monotonic() > deadline:
                 raise UserError(
                     f"{address} is still {status.execution_state} after {timeout:.0f}s; the service goes on stopping it: "
@@ -267,7 +267,7 @@ def cancel(
         if status is None:
             raise UserError(f"{address} was deleted while it was being cancelled")
         for name in LOG_FILES:
-            tail = with_retries(lambda n=name: watch.tail(ids, n))
+            tail = retried(lambda n=name: watch.tail(ids, n))
             if tail is not None:
                 console.out(f"==> {name} (last lines) <==", highlight=False)
                 console.out(tail or "(empty)", highlight=False)

@@ -3,7 +3,7 @@
 ARM and Files get a port each because their paths would collide (`/subscriptions/...` is also a valid
 `/ACCOUNT/...`). `start_in_process` serves from a background thread (tests, benchmarks); `serve` does the same
 in the foreground until SIGINT/SIGTERM or an idle timeout (`batchai-spec emulator serve`, which a command also
-starts in the background: batchai_spec/azure/target.py). Clients never import this module.
+starts in the background: batchai_spec/services/azure/endpoint.py). Clients never import this module.
 """
 
 from __future__ import annotations

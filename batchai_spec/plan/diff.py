@@ -69,11 +69,14 @@ def _order(changes: Iterable[ResourceChange], registry: Registry) -> list[Resour
     return sorted(changes, key=lambda c: (order[c.kind], c.address))
 
 
-def _live_fingerprint(observed: dict[str, Observed]) -> str:
-    """Stable facts of the live state (not the moving ones: job execution, node counts)."""
+def _live_fingerprint(observed: dict[str, Observed], registry: Registry) -> str:
+    """Stable facts of the live state (not the moving ones: job execution, node counts). The salt of what stores
+    fingerprints is where it is kept (the workspace's, counted there; the fingerprints change with it anyway), so
+    plans saved before kinds had adapters still hold."""
     stable = {
         address: [
-            o.state, o.owned, o.stored.fingerprint, o.stored.inputs_digest, o.stored.salt,
+            o.state, o.owned, o.stored.fingerprint, o.stored.inputs_digest,
+            None if registry[o.kind].stores_fingerprints else o.stored.salt,
             o.run.run_id if o.run else None,  # a saved plan that re-ran a job is stale once it has: plans are single-use
         ]
         for address, o in sorted(observed.items())
@@ -190,7 +193,7 @@ def build_plan(
         selected = _with_dependencies(graph, only)
         changes = {address: change for address, change in changes.items() if address in selected}
     _note_active_runs(changes.values(), observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, endpoint, "apply", _order(changes.values(), registry), _live_fingerprint(observed))
+    return Plan(graph.spec_name, spec_path, endpoint, "apply", _order(changes.values(), registry), _live_fingerprint(observed, registry))
 
 
 def _refuse_replacing_what_others_created(
@@ -281,4 +284,4 @@ def build_destroy_plan(
     order = registry.order
     ordered = sorted(changes, key=lambda c: (-order[c.kind], c.address))
     _note_active_runs(ordered, observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, endpoint, "destroy", ordered, _live_fingerprint(observed))
+    return Plan(graph.spec_name, spec_path, endpoint, "destroy", ordered, _live_fingerprint(observed, registry))

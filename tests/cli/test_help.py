@@ -166,10 +166,15 @@ def test_version_and_completion_start_without_loading_the_sdks(env):
 def test_the_endpoint_option_is_shown_and_its_old_name_is_not(command):
     text = help_of(command)
     assert re.search(r"--endpoint\s+local\|azure\s+Where requests go", text)
-    assert "--backend" not in text
+    assert "BATCHAI_SPEC_ENDPOINT" in text
+    assert "--backend" not in text and "BATCHAI_SPEC_BACKEND" not in text
 
 
 def test_the_old_name_of_the_endpoint_option_still_chooses_the_endpoint():
+    unknown = (1, "Error: unknown endpoint 'nowhere': use 'local' or 'azure'")
     for flag in ("--endpoint", "--backend"):
         result = cli("plan", "specs/mnist-cntk.yaml", flag, "nowhere")
-        assert (result.returncode, result.stderr.strip()) == (1, "Error: unknown endpoint 'nowhere': use 'local' or 'azure'")
+        assert (result.returncode, result.stderr.strip()) == unknown
+    for variable in ("BATCHAI_SPEC_ENDPOINT", "BATCHAI_SPEC_BACKEND"):
+        result = cli("plan", "specs/mnist-cntk.yaml", env={variable: "nowhere"})
+        assert (result.returncode, result.stderr.strip()) == unknown

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.project import CLUSTER, JOB_NAME, Project, changes, model_bytes
+from tests.e2e.project import ACCOUNT, CLUSTER, JOB_NAME, RESOURCE_GROUP, SHARE, WORKSPACE, Project, changes, model_bytes
 
 JOB_ADDRESS = f"job.{JOB_NAME}"
 
@@ -161,3 +161,29 @@ def test_apply_ends_saying_where_the_outputs_are_and_how_to_get_them(project: Pr
     assert (tmp_path / "out" / "MODEL" / "model_2.dnn").read_bytes() == model_bytes(2)
     assert project.share_file(f"{segment}/outputs/Models/model_2.dnn") == model_bytes(2)
     assert lines[-1] == "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed."
+
+
+def test_tags_a_quota_and_a_sku_change_in_place_of_every_kind_that_allows_it(project: Project):
+    project.cli("apply", "-y")
+    text = project.spec.read_text()
+    edits = {
+        "  location: westeurope\n": "  location: westeurope\n  tags: {team: ml}\n",  # the resource group's
+        "    name: e2estore\n": "    name: e2estore\n    sku: Standard_GRS\n",
+        "      quota_gb: 1\n": "      quota_gb: 2\n",
+        "  name: e2e-ws\n": "  name: e2e-ws\n  tags: {stage: test}\n",
+    }
+    for old, new in edits.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    project.spec.write_text(text)
+    run = project.cli("apply", "-y", "--json")
+    assert changes(run.plan()) == {
+        f"resource_group.{RESOURCE_GROUP}": "update",
+        f"storage_account.{ACCOUNT}": "update",
+        f"file_share.{SHARE}": "update",
+        f"workspace.{WORKSPACE}": "update",
+    }
+    assert project.share().get_share_properties().quota == 2
+    assert project.storage_client.storage_accounts.get_properties(RESOURCE_GROUP, ACCOUNT).sku.name == "Standard_GRS"
+    assert project.batchai.workspaces.get(RESOURCE_GROUP, WORKSPACE).tags["stage"] == "test"
+    project.assert_converged()

@@ -1,4 +1,4 @@
-"""The plan layer without a target: graph, diff, policy, renderers. Live reads are covered in test_plan_live.py."""
+"""The plan layer without an endpoint: graph, diff, policy, renderers. Live reads are covered in test_plan_live.py."""
 
 from __future__ import annotations
 
@@ -290,3 +290,12 @@ def test_a_saved_plan_keeps_its_variables_except_those_that_feed_a_secret(tmp_pa
     with pytest.raises(UserError, match=r"apply it with --var creds=\.\.\. --var pw=\.\.\. --var pw_part=\.\.\. \(or a --var-file"):
         check_withheld_given(saved, [], path)
     check_withheld_given(saved, ["pw", "pw_part", "creds"], path)
+
+
+def test_a_job_naming_its_cluster_in_another_case_runs_on_the_cluster_by_its_own_name(tmp_path):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("cluster: gpu", "cluster: GPU"))
+    graph = build_graph(load_spec(spec), REGISTRY, SUBSCRIPTION)
+    job = graph.resources["job.exp/job0"]
+    assert job.desired["cluster"]["id"].endswith("/workspaces/ws/clusters/gpu")
+    assert "cluster.gpu" in job.depends_on

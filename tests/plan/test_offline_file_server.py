@@ -1,4 +1,4 @@
-"""The file server kind without a target: its graph, bodies, policy and ordering against a cluster and a job that
+"""The file server kind without an endpoint: its graph, bodies, policy and ordering against a cluster and a job that
 mount it by name. Live reads of it are covered in test_plan_live.py (the fixture spec has one)."""
 
 from __future__ import annotations

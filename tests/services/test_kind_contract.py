@@ -6,6 +6,7 @@ half way through an apply."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 import pytest
@@ -18,6 +19,20 @@ from tests.plan.conftest import FIXTURE, SAMPLE_SPEC, SECRETS
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 REGISTRIES = [importlib.import_module(f"batchai_spec.services.{name}").REGISTRY for name in SERVICES]
+
+
+# What the core passes each operation (live.py, engine/executor.py, session.py): an operation must take it.
+CALLS = {
+    "read": ("connection", "resource"),
+    "list_under": ("connection", "parent", "graph"),
+    "create": ("connection", "resource", "progress"),
+    "update": ("connection", "resource", "progress"),
+    "delete": ("connection", "live"),
+    "terminate": ("connection", "live"),
+    "readiness": ("connection", "resource"),
+    "deletion_notes": ("connection", "live"),
+    "live_dependencies": ("live",),
+}
 
 
 def _implemented(kind: Kind, operation: str) -> bool:
@@ -57,6 +72,12 @@ def problems(kind: Kind, registry: Registry) -> list[str]:
         found.append("implements update, but no field changes in place")
     if kind.runs_to_completion != _implemented(kind, "terminate"):
         found.append("terminates if and only if it runs to completion")
+    for operation, arguments in CALLS.items():
+        if _implemented(kind, operation):
+            try:
+                inspect.signature(getattr(kind, operation)).bind(*arguments)
+            except TypeError as error:
+                found.append(f"{operation} cannot be called as the core calls it: {error}")
     return found
 
 
@@ -93,12 +114,15 @@ def test_the_contract_finds_an_incomplete_kind():
         fields = {"size": Policy.UPDATE}
         read_under = "nowhere"
 
-        def create(self, service, resource, progress=None):
+        def create(self, connection, resource, progress=None):
             pass
+
+        def list_under(self, connection, parent):  # the graph is passed too
+            return []
 
     found = problems(Half(), Registry("test", [Half()]))
     assert "parent 'nowhere' is not a kind of test" in found
-    assert "listed under nowhere but implements no list_under" in found
+    assert "list_under cannot be called as the core calls it: too many positional arguments" in found
     assert "update is neither implemented nor declared impossible" in found
     assert "delete is neither implemented nor declared impossible" in found
     assert "size change in place, but update is not implemented" in found

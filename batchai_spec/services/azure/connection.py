@@ -3,7 +3,6 @@ what the live read found, and how Azure's failures are classified and described.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from batchai_spec.graph import Resource
@@ -22,12 +21,10 @@ class AzureConnection(Connection):
         self.endpoint = endpoint
         self.spec_name = spec_name
         self.parallelism = parallelism
+        # Made here, not on first use: the first use is in the live read's threads.
+        self.clients = Clients(endpoint)
         # Filled by the live read (batchai_spec/live.py), read by the writes (a file's account's resource group).
         self.observed: dict[str, Observed] = {}
-
-    @cached_property
-    def clients(self) -> Clients:
-        return Clients(self.endpoint)
 
     def is_transient(self, error: BaseException) -> bool:
         return errors.is_transient(error)

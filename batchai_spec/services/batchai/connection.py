@@ -3,7 +3,6 @@ that follow running work."""
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from batchai_spec.observed import Observed, Stored
@@ -14,13 +13,11 @@ from batchai_spec.services.batchai.watch import Watch
 
 
 class BatchAIConnection(AzureConnection):
-    @cached_property
-    def ownership(self) -> WorkspaceRecords:  # kinds.Ownership, with the workspace's own tags besides
-        return WorkspaceRecords(self.clients, self.spec_name)
-
-    @cached_property
-    def watch(self) -> Watch:
-        return Watch(self.clients)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Made here, not on first use: the first use is in the live read's threads.
+        self.ownership = WorkspaceRecords(self.clients, self.spec_name)
+        self.watch = Watch(self.clients)
 
     def workspace_children(
         self, workspace: Observed, kind: str, operations: Any, plural: str

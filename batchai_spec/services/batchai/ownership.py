@@ -11,7 +11,10 @@ from typing import Callable
 
 from azure.mgmt.batchai import models as batchai_models
 
+from batchai_spec.graph import Resource
+from batchai_spec.kinds import Ownership
 from batchai_spec.observed import Stored
+from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.clients import Clients
 from batchai_spec.services.azure.ownership import INTERNAL_TAG_PREFIX, SPEC_TAG
 
@@ -57,9 +60,10 @@ def read_job_environment(internal: dict[str, str], spec_name: str, salt: str | N
     return internal.get(JOB_OWNER_ENV) == spec_name, stored
 
 
-class WorkspaceRecords:
-    """The ownership records of the spec's workspaces: read with each workspace, updated (read-modify-write,
-    serialised: clusters and experiments are created in parallel) as children are created and deleted."""
+class WorkspaceRecords(Ownership):
+    """Batch AI's Ownership for what a workspace holds (clusters, experiments, file servers): the records of the
+    spec's workspaces, read with each workspace, updated (read-modify-write, serialised: clusters and experiments
+    are created in parallel) as children are created and deleted; the workspace's own tags besides."""
 
     def __init__(self, clients: Clients, spec_name: str):
         self.clients = clients
@@ -99,6 +103,10 @@ class WorkspaceRecords:
         """The workspace's fingerprint salt; an adopted workspace (created without this tool) gets one now."""
         self.change(ids, lambda tags: tags.setdefault(SALT_TAG, random_tokens.token_hex(8)))
         return self.stored_salt(ids)
+
+    def fingerprints(self, resource: Resource) -> str:
+        """The fingerprints of a resource's write-only values, under its workspace's salt, to record with it."""
+        return fingerprints(resource.desired, self.salt(resource.ids))
 
     def record(self, kind: str, ids: dict[str, str], fingerprints: str = "") -> None:
         """Before a child is created: a run interrupted after the create still knows the child is its own."""

@@ -60,7 +60,7 @@ class Directory(Kind):
 
     update = Cannot("a directory has nothing to change: it is there or not")
 
-    def list_under(self, service: AzureConnection, share: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: AzureConnection, share: Observed, graph: Graph) -> list[Observed]:
         """The share's tree, descending only into declared or owned directories, for a share the spec declares or
         owns (someone else's may hold any number of files, none of them ours).
 
@@ -72,7 +72,7 @@ class Directory(Kind):
         name = share.ids["share"]
         declared = {r.ids["path"] for r in graph.by_kind("directory") if r.ids["share"] == name}
         declared_files = {r.address for r in graph.by_kind("file")}
-        client = service.clients.share_service(share.ids["resource_group"], share.ids["account"]).get_share_client(name)
+        client = connection.clients.share_service(share.ids["resource_group"], share.ids["account"]).get_share_client(name)
         found: list[Observed] = []  # list.append is atomic: the pipeline's threads add to it
 
         def list_directory(path: str) -> list[Task]:
@@ -96,7 +96,7 @@ class Directory(Kind):
             address = f"directory.{name}/{path}"
             with service_call(address, "reading"):
                 properties = client.get_directory_client(path).get_directory_properties()
-            owned = (properties.metadata or {}).get(OWNER_METADATA) == service.spec_name
+            owned = (properties.metadata or {}).get(OWNER_METADATA) == connection.spec_name
             if path in declared or owned:
                 found.append(Observed(address, "directory", {**share.ids, "path": path}, {}, owned=owned))
             return [functools.partial(list_directory, path)] if owned and path not in declared else []
@@ -106,24 +106,24 @@ class Directory(Kind):
             with service_call(address, "reading"):
                 properties = client.get_file_client(path).get_file_properties()
             metadata = properties.metadata or {}
-            owned = metadata.get(OWNER_METADATA) == service.spec_name
+            owned = metadata.get(OWNER_METADATA) == connection.spec_name
             if address in declared_files or owned:
                 state = {"sha256": metadata.get(SHA256_METADATA), "size": properties.size}
                 found.append(Observed(address, "file", {**share.ids, "path": path}, state, owned=owned))
             return []
 
-        pipeline(functools.partial(list_directory, ""), service.parallelism)
+        pipeline(functools.partial(list_directory, ""), connection.parallelism)
         return found
 
-    def create(self, service: AzureConnection, resource, progress=None) -> None:
+    def create(self, connection: AzureConnection, resource, progress=None) -> None:
         with already_there():
-            service.share(resource.ids).get_directory_client(resource.ids["path"]).create_directory(
-                metadata={OWNER_METADATA: service.spec_name}
+            connection.share(resource.ids).get_directory_client(resource.ids["path"]).create_directory(
+                metadata={OWNER_METADATA: connection.spec_name}
             )
 
-    def delete(self, service: AzureConnection, live: Observed) -> None:
+    def delete(self, connection: AzureConnection, live: Observed) -> None:
         ids = live.ids
-        directory = service.share(ids).get_directory_client(ids["path"])
+        directory = connection.share(ids).get_directory_client(ids["path"])
         with already_gone():
             if any(True for _ in directory.list_directories_and_files()):
                 raise KeptInPlace(f"directory.{ids['share']}/{ids['path']} holds files this spec did not create")

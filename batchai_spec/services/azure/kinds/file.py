@@ -46,10 +46,10 @@ class File(Kind):
     def status(self, live: Observed) -> tuple[str, str]:
         return "present", f"{live.state.get('size', 0):,} bytes"
 
-    def create(self, service: AzureConnection, resource: Resource, progress: ProgressHook | None = None) -> None:
+    def create(self, connection: AzureConnection, resource: Resource, progress: ProgressHook | None = None) -> None:
         size = resource.desired["size"]
-        client = service.share(resource.ids).get_file_client(resource.ids["path"])
-        metadata = {OWNER_METADATA: service.spec_name}
+        client = connection.share(resource.ids).get_file_client(resource.ids["path"])
+        metadata = {OWNER_METADATA: connection.spec_name}
         with open(resource.extra["source"], "rb") as stream:
             client.upload_file(
                 stream,
@@ -65,9 +65,9 @@ class File(Kind):
     # A changed file is uploaded again over the old one.
     update = create
 
-    def delete(self, service: AzureConnection, live: Observed) -> None:
+    def delete(self, connection: AzureConnection, live: Observed) -> None:
         with already_gone():
-            service.share(live.ids).get_file_client(live.ids["path"]).delete_file()
+            connection.share(live.ids).get_file_client(live.ids["path"]).delete_file()
 
 
 FILE = File()

@@ -40,10 +40,10 @@ class FileShare(Kind):
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         return {"quota": declaration.node.quota_gb}
 
-    def list_under(self, service: AzureConnection, account: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: AzureConnection, account: Observed, graph: Graph) -> list[Observed]:
         ids = account.ids
         with service_call(account.address, "listing the keys of"):
-            share_service = service.clients.share_service(ids["resource_group"], ids["account"])
+            share_service = connection.clients.share_service(ids["resource_group"], ids["account"])
         with service_call(account.address, "listing file shares of"):
             shares = list(share_service.list_shares(include_metadata=True))
         return [
@@ -52,33 +52,33 @@ class FileShare(Kind):
                 self.name,
                 {**ids, "share": share.name},
                 {"quota": share.quota},
-                owned=(share.metadata or {}).get(OWNER_METADATA) == service.spec_name,
+                owned=(share.metadata or {}).get(OWNER_METADATA) == connection.spec_name,
             )
             for share in shares
         ]
 
-    def create(self, service: AzureConnection, resource: Resource, progress=None) -> None:
-        share = service.share(resource.ids)
+    def create(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
+        share = connection.share(resource.ids)
         try:
-            share.create_share(quota=resource.desired["quota"], metadata={OWNER_METADATA: service.spec_name})
+            share.create_share(quota=resource.desired["quota"], metadata={OWNER_METADATA: connection.spec_name})
         except ResourceExistsError:
             # Created by an interrupted run (its owner metadata set in the same call): only the quota may differ.
             share.set_share_quota(resource.desired["quota"])
 
-    def update(self, service: AzureConnection, resource: Resource) -> None:
-        service.share(resource.ids).set_share_quota(resource.desired["quota"])
+    def update(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
+        connection.share(resource.ids).set_share_quota(resource.desired["quota"])
 
-    def delete(self, service: AzureConnection, live: Observed) -> None:
+    def delete(self, connection: AzureConnection, live: Observed) -> None:
         with already_gone():
-            service.share(live.ids).delete_share(delete_snapshots=True)
+            connection.share(live.ids).delete_share(delete_snapshots=True)
 
-    def deletion_notes(self, service: AzureConnection, live: Observed) -> list[str]:
+    def deletion_notes(self, connection: AzureConnection, live: Observed) -> list[str]:
         """A share takes the job outputs on it along: how many runs' and how many bytes."""
         from batchai_spec.services.batchai.runs import share_outputs  # only for such a plan: not light to import
 
         ids = live.ids
         count, size = share_outputs(
-            service.clients, ids["resource_group"], ids["account"], ids["share"], service.endpoint.subscription_id
+            connection.clients, ids["resource_group"], ids["account"], ids["share"], connection.endpoint.subscription_id
         )
         if not count:
             return []

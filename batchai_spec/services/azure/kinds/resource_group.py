@@ -36,10 +36,10 @@ class ResourceGroup(Kind):
         # Deleting a group deletes everything in it, the spec's or not: only when the spec says so.
         return bool(resource and resource.extra["delete_on_destroy"]), "delete_on_destroy is true"
 
-    def read(self, service: AzureConnection, resource: Resource) -> Observed:
+    def read(self, connection: AzureConnection, resource: Resource) -> Observed:
         with service_call(resource.address, "reading"):
             try:
-                group = service.clients.resource.resource_groups.get(resource.ids["resource_group"])
+                group = connection.clients.resource.resource_groups.get(resource.ids["resource_group"])
             except ResourceNotFoundError:
                 return Observed(resource.address, self.name, resource.ids, None)
         return Observed(
@@ -47,26 +47,26 @@ class ResourceGroup(Kind):
             self.name,
             resource.ids,
             {"location": canonical_location(group.location), "tags": user_tags(group.tags, resource.desired["tags"])},
-            owned=owned_by(group.tags, service.spec_name),
+            owned=owned_by(group.tags, connection.spec_name),
         )
 
-    def create(self, service: AzureConnection, resource: Resource, progress=None) -> None:
-        tags = merged_tags(resource.desired["tags"], None, True, service.spec_name)
-        service.clients.resource.resource_groups.create_or_update(
+    def create(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
+        tags = merged_tags(resource.desired["tags"], None, True, connection.spec_name)
+        connection.clients.resource.resource_groups.create_or_update(
             resource.ids["resource_group"], {"location": resource.desired["location"], "tags": tags}
         )
 
-    def update(self, service: AzureConnection, resource: Resource) -> None:
+    def update(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
         name = resource.ids["resource_group"]
-        group = service.clients.resource.resource_groups.get(name)
-        owned = service.observed[resource.address].owned
-        service.clients.resource.resource_groups.update(
-            name, {"tags": merged_tags(resource.desired["tags"], group.tags, owned, service.spec_name)}
+        group = connection.clients.resource.resource_groups.get(name)
+        owned = connection.observed[resource.address].owned
+        connection.clients.resource.resource_groups.update(
+            name, {"tags": merged_tags(resource.desired["tags"], group.tags, owned, connection.spec_name)}
         )
 
-    def delete(self, service: AzureConnection, live: Observed) -> None:
+    def delete(self, connection: AzureConnection, live: Observed) -> None:
         with already_gone():
-            service.clients.resource.resource_groups.begin_delete(live.ids["resource_group"]).result()
+            connection.clients.resource.resource_groups.begin_delete(live.ids["resource_group"]).result()
 
 
 RESOURCE_GROUP = ResourceGroup()

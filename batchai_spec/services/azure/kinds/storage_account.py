@@ -43,11 +43,11 @@ class StorageAccount(Kind):
             "tags": {},
         }
 
-    def read(self, service: AzureConnection, resource: Resource) -> Observed:
+    def read(self, connection: AzureConnection, resource: Resource) -> Observed:
         ids = resource.ids
         with service_call(resource.address, "reading"):
             try:
-                account = service.clients.storage.storage_accounts.get_properties(ids["resource_group"], ids["account"])
+                account = connection.clients.storage.storage_accounts.get_properties(ids["resource_group"], ids["account"])
             except ResourceNotFoundError:
                 return Observed(resource.address, self.name, ids, None)
         return Observed(
@@ -60,35 +60,35 @@ class StorageAccount(Kind):
                 "kind": account.kind,
                 "tags": user_tags(account.tags, (resource.desired or {}).get("tags")),
             },
-            owned=owned_by(account.tags, service.spec_name),
+            owned=owned_by(account.tags, connection.spec_name),
         )
 
-    def create(self, service: AzureConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
         desired = resource.desired
         parameters = storage_models.StorageAccountCreateParameters(
             sku=storage_models.Sku(name=desired["sku"]),
             kind=desired["kind"],
             location=desired["location"],
-            tags=merged_tags(desired["tags"], None, True, service.spec_name),
+            tags=merged_tags(desired["tags"], None, True, connection.spec_name),
         )
-        service.clients.forget_account(resource.ids["account"])
-        service.clients.storage.storage_accounts.begin_create(
+        connection.clients.forget_account(resource.ids["account"])
+        connection.clients.storage.storage_accounts.begin_create(
             resource.ids["resource_group"], resource.ids["account"], parameters
         ).result()
 
-    def update(self, service: AzureConnection, resource: Resource) -> None:
+    def update(self, connection: AzureConnection, resource: Resource, progress=None) -> None:
         ids, desired = resource.ids, resource.desired
-        account = service.clients.storage.storage_accounts.get_properties(ids["resource_group"], ids["account"])
-        owned = service.observed[resource.address].owned
+        account = connection.clients.storage.storage_accounts.get_properties(ids["resource_group"], ids["account"])
+        owned = connection.observed[resource.address].owned
         parameters = storage_models.StorageAccountUpdateParameters(
             sku=storage_models.Sku(name=desired["sku"]),
-            tags=merged_tags(desired["tags"], account.tags, owned, service.spec_name),
+            tags=merged_tags(desired["tags"], account.tags, owned, connection.spec_name),
         )
-        service.clients.storage.storage_accounts.update(ids["resource_group"], ids["account"], parameters)
+        connection.clients.storage.storage_accounts.update(ids["resource_group"], ids["account"], parameters)
 
-    def delete(self, service: AzureConnection, live: Observed) -> None:
-        service.clients.storage.storage_accounts.delete(live.ids["resource_group"], live.ids["account"])
-        service.clients.forget_account(live.ids["account"])
+    def delete(self, connection: AzureConnection, live: Observed) -> None:
+        connection.clients.storage.storage_accounts.delete(live.ids["resource_group"], live.ids["account"])
+        connection.clients.forget_account(live.ids["account"])
 
 
 STORAGE_ACCOUNT = StorageAccount()

@@ -11,7 +11,6 @@ from azure.mgmt.batchai import models as batchai_models
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
 from batchai_spec.kinds import Declaration, Kind, Policy, Readiness
 from batchai_spec.observed import Observed
-from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
 from batchai_spec.services.batchai.bodies import (
@@ -85,10 +84,10 @@ class Cluster(Kind):
         nodes = f"{live.status.get('current_node_count', 0)} nodes" + (f" ({counts})" if counts else "")
         return live.status.get("allocation_state") or "?", nodes
 
-    def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
         found = []
-        for cluster, ids, owned, stored in service.workspace_children(
-            workspace, self.name, service.clients.batchai.clusters, "clusters"
+        for cluster, ids, owned, stored in connection.workspace_children(
+            workspace, self.name, connection.clients.batchai.clusters, "clusters"
         ):
             counts = cluster.node_state_counts
             found.append(
@@ -108,32 +107,31 @@ class Cluster(Kind):
             )
         return found
 
-    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
-        salt = service.ownership.salt(ids)
         # Ownership is recorded first: a run interrupted after the create still knows the cluster is its own.
-        service.ownership.record(self.name, ids, fingerprints(resource.desired, salt))
-        parameters = batchai_models.ClusterCreateParameters.from_dict(service.revealed(resource))
-        service.clients.batchai.clusters.begin_create(ids["resource_group"], ids["workspace"], ids["cluster"], parameters).result()
+        connection.ownership.record(self.name, ids, connection.ownership.fingerprints(resource))
+        parameters = batchai_models.ClusterCreateParameters.from_dict(connection.revealed(resource))
+        connection.clients.batchai.clusters.begin_create(ids["resource_group"], ids["workspace"], ids["cluster"], parameters).result()
 
-    def update(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def update(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
         scale = batchai_models.ScaleSettings.from_dict(resource.desired["scale_settings"])
-        service.clients.batchai.clusters.update(
+        connection.clients.batchai.clusters.update(
             ids["resource_group"], ids["workspace"], ids["cluster"], batchai_models.ClusterUpdateParameters(scale_settings=scale)
         )
 
-    def readiness(self, service: BatchAIConnection, resource: Resource) -> Readiness:
+    def readiness(self, connection: BatchAIConnection, resource: Resource) -> Readiness:
         """Allocation steady with the nodes the scale settings ask for (auto scale: its minimum)."""
         scale = resource.desired["scale_settings"]
         wanted = scale["manual"]["target_node_count"] if "manual" in scale else scale["auto_scale"].get("minimum_node_count", 0)
-        return Readiness(lambda: service.watch.cluster(resource.ids), wanted)
+        return Readiness(lambda: connection.watch.cluster(resource.ids), wanted)
 
-    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+    def delete(self, connection: BatchAIConnection, live: Observed) -> None:
         ids = live.ids
         with already_gone():
-            service.clients.batchai.clusters.begin_delete(ids["resource_group"], ids["workspace"], ids["cluster"]).result()
-        service.ownership.forget(self.name, ids)
+            connection.clients.batchai.clusters.begin_delete(ids["resource_group"], ids["workspace"], ids["cluster"]).result()
+        connection.ownership.forget(self.name, ids)
 
 
 def _node_setup(node_setup, account: str | None, subscription_id: str, ids: dict[str, str]) -> dict[str, Any] | None:

@@ -31,26 +31,26 @@ class Experiment(Kind):
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         return {}
 
-    def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
         return [
             Observed(self.address(ids), self.name, ids, {}, owned=owned)
-            for _, ids, owned, _ in service.workspace_children(
-                workspace, self.name, service.clients.batchai.experiments, "experiments"
+            for _, ids, owned, _ in connection.workspace_children(
+                workspace, self.name, connection.clients.batchai.experiments, "experiments"
             )
         ]
 
-    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
-        service.ownership.record(self.name, ids)
-        service.clients.batchai.experiments.begin_create(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
+        connection.ownership.record(self.name, ids)
+        connection.clients.batchai.experiments.begin_create(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
 
     update = Cannot("an experiment has no properties to change")
 
-    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+    def delete(self, connection: BatchAIConnection, live: Observed) -> None:
         ids = live.ids
         with already_gone():
-            service.clients.batchai.experiments.begin_delete(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
-        service.ownership.forget(self.name, ids)
+            connection.clients.batchai.experiments.begin_delete(ids["resource_group"], ids["workspace"], ids["experiment"]).result()
+        connection.ownership.forget(self.name, ids)
 
 
 EXPERIMENT = Experiment()

@@ -14,7 +14,6 @@ from azure.mgmt.batchai import models as batchai_models
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
 from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
 from batchai_spec.observed import Observed
-from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
 from batchai_spec.services.batchai.bodies import ALL_IPS, plain, workspace_child_id
@@ -70,7 +69,7 @@ class FileServer(Kind):
         details = f"nfs {address}:{mount.get('mount_point', '')}" if address else ""
         return live.status.get("provisioning_state") or "?", details
 
-    def list_under(self, service: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
         return [
             Observed(
                 self.address(ids),
@@ -84,31 +83,30 @@ class FileServer(Kind):
                     "mount_settings": server.mount_settings.as_dict() if server.mount_settings else {},
                 },
             )
-            for server, ids, owned, stored in service.workspace_children(
-                workspace, self.name, service.clients.batchai.file_servers, "file servers"
+            for server, ids, owned, stored in connection.workspace_children(
+                workspace, self.name, connection.clients.batchai.file_servers, "file servers"
             )
         ]
 
-    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
-        salt = service.ownership.salt(ids)
         # Ownership is recorded first: a run interrupted after the create still knows the server is its own.
-        service.ownership.record(self.name, ids, fingerprints(resource.desired, salt))
-        parameters = batchai_models.FileServerCreateParameters.from_dict(service.revealed(resource))
-        service.clients.batchai.file_servers.begin_create(
+        connection.ownership.record(self.name, ids, connection.ownership.fingerprints(resource))
+        parameters = batchai_models.FileServerCreateParameters.from_dict(connection.revealed(resource))
+        connection.clients.batchai.file_servers.begin_create(
             ids["resource_group"], ids["workspace"], ids["file_server"], parameters
         ).result()
 
     update = Cannot("a file server cannot be changed: a change means a new server")
 
-    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+    def delete(self, connection: BatchAIConnection, live: Observed) -> None:
         ids = live.ids
         server_id = workspace_child_id(
-            service.clients.endpoint.subscription_id, ids["resource_group"], ids["workspace"], "fileServers", ids["file_server"]
+            connection.clients.endpoint.subscription_id, ids["resource_group"], ids["workspace"], "fileServers", ids["file_server"]
         )
         with already_gone():
-            service.clients.resource.resources.begin_delete_by_id(server_id, api_version=API_VERSION).result()
-        service.ownership.forget(self.name, ids)
+            connection.clients.resource.resources.begin_delete_by_id(server_id, api_version=API_VERSION).result()
+        connection.ownership.forget(self.name, ids)
 
 
 FILE_SERVER = FileServer()

@@ -14,7 +14,6 @@ from batchai_spec.graph import Graph, Resource, SpecWalk, prune
 from batchai_spec.job_inputs import input_files, inputs_digest, job_mounts
 from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
 from batchai_spec.observed import Observed, Run
-from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.errors import already_gone, service_call
 from batchai_spec.services.batchai import normalize, runs
 from batchai_spec.services.batchai.bodies import (
@@ -114,7 +113,9 @@ class Job(Kind):
         if toolkit_name == "cntk" and settings.get("process_count") is None:
             settings["process_count"] = job.node_count  # the service fills it in so
         ids = declaration.ids
-        cluster = workspace_child_id(walk.subscription_id, ids["resource_group"], ids["workspace"], "clusters", job.cluster)
+        # The cluster's own name: a job may name it in another case (spec.cluster matches without case).
+        cluster_name = spec.cluster(job.cluster).name
+        cluster = workspace_child_id(walk.subscription_id, ids["resource_group"], ids["workspace"], "clusters", cluster_name)
         body = {
             "scheduling_priority": job.scheduling_priority,
             "cluster": {"id": cluster},
@@ -144,16 +145,16 @@ class Job(Kind):
         exit_code = run.exit_code if run else None
         return (run.state if run else None) or "?", "" if exit_code is None else f"exit code {exit_code}"
 
-    def list_under(self, service: BatchAIConnection, experiment: Observed, graph: Graph) -> list[Observed]:
+    def list_under(self, connection: BatchAIConnection, experiment: Observed, graph: Graph) -> list[Observed]:
         ids = experiment.ids
         with service_call(experiment.address, "listing jobs of"):
             jobs = list(
-                service.clients.batchai.jobs.list_by_experiment(ids["resource_group"], ids["workspace"], ids["experiment"])
+                connection.clients.batchai.jobs.list_by_experiment(ids["resource_group"], ids["workspace"], ids["experiment"])
             )
         found = []
         for job in jobs:
             body, internal = normalize.job_body(job)
-            owned, stored = read_job_environment(internal, service.spec_name, service.ownership.stored_salt(ids))
+            owned, stored = read_job_environment(internal, connection.spec_name, connection.ownership.stored_salt(ids))
             info = job.execution_info
             found.append(
                 Observed(
@@ -173,49 +174,48 @@ class Job(Kind):
             )
         return found
 
-    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
-        body = service.revealed(resource)
-        salt = service.ownership.salt(ids)
+        body = connection.revealed(resource)
         body["environment_variables"] = list(body.get("environment_variables", [])) + job_environment(
-            service.spec_name, fingerprints(resource.desired, salt), resource.extra["inputs_digest"]
+            connection.spec_name, connection.ownership.fingerprints(resource), resource.extra["inputs_digest"]
         )
         parameters = batchai_models.JobCreateParameters.from_dict(body)
-        service.clients.batchai.jobs.begin_create(
+        connection.clients.batchai.jobs.begin_create(
             ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"], parameters
         ).result()
 
     update = Cannot("a job runs to completion: a change means a new run")
 
-    def terminate(self, service: BatchAIConnection, live: Observed) -> None:
+    def terminate(self, connection: BatchAIConnection, live: Observed) -> None:
         ids = live.ids
         with already_gone():
-            service.clients.batchai.jobs.begin_terminate(
+            connection.clients.batchai.jobs.begin_terminate(
                 ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]
             ).result()
 
-    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+    def delete(self, connection: BatchAIConnection, live: Observed) -> None:
         """Deletes the job; first its run's end (state, exit code, start, end) is written on the run's directory on
         the share, which outlives the job, for `outputs` to show. A retry records the same again."""
         ids = live.ids
         try:
-            job = service.clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"])
+            job = connection.clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"])
         except ResourceNotFoundError:
             return  # already gone
-        _record_run(service, job, live.address)
+        _record_run(connection, job, live.address)
         with already_gone():
-            service.clients.batchai.jobs.begin_delete(
+            connection.clients.batchai.jobs.begin_delete(
                 ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]
             ).result()
 
 
-def _record_run(service: BatchAIConnection, job: batchai_models.Job, address: str) -> None:
+def _record_run(connection: BatchAIConnection, job: batchai_models.Job, address: str) -> None:
     """A run directory, share, account or cluster that is gone leaves nothing to record on, and a record the share
     refuses is not worth keeping the job for: the delete goes on either way."""
     with contextlib.suppress(HttpResponseError):  # ResourceNotFoundError included
-        layout, run_id = runs.live_layout(service.clients, job, address, service.resource_group_of_account)
+        layout, run_id = runs.live_layout(connection.clients, job, address, connection.resource_group_of_account)
         if run_id:
-            runs.record_run(service.clients, layout, run_id, runs.run_record(job))
+            runs.record_run(connection.clients, layout, run_id, runs.run_record(job))
 
 
 def _iso_duration(value) -> str:

@@ -38,46 +38,46 @@ class Workspace(Kind):
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         return {"location": canonical_location(walk.spec.workspace_location), "tags": dict(declaration.node.tags or {})}
 
-    def read(self, service: BatchAIConnection, resource: Resource) -> Observed:
+    def read(self, connection: BatchAIConnection, resource: Resource) -> Observed:
         ids = resource.ids
         with service_call(resource.address, "reading"):
             try:
-                workspace = service.clients.batchai.workspaces.get(ids["resource_group"], ids["workspace"])
+                workspace = connection.clients.batchai.workspaces.get(ids["resource_group"], ids["workspace"])
             except ResourceNotFoundError:
-                service.ownership.gone(ids)
+                connection.ownership.gone(ids)
                 return Observed(resource.address, self.name, ids, None)
         tags = workspace.tags or {}
-        service.ownership.seen(ids, tags)
+        connection.ownership.seen(ids, tags)
         owner = tags.get(SPEC_TAG)
         return Observed(
             resource.address,
             self.name,
             ids,
             {"location": canonical_location(workspace.location), "tags": user_tags(tags, resource.desired["tags"])},
-            owned=owned_by(tags, service.spec_name),
+            owned=owned_by(tags, connection.spec_name),
             stored=Stored(salt=tags.get(SALT_TAG)),
-            other_owner=owner if owner and owner != service.spec_name else None,
+            other_owner=owner if owner and owner != connection.spec_name else None,
         )
 
-    def create(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def create(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         ids, desired = resource.ids, resource.desired
-        tags = merged_tags(desired["tags"], None, True, service.spec_name)
+        tags = merged_tags(desired["tags"], None, True, connection.spec_name)
         tags[SALT_TAG] = random_tokens.token_hex(8)
-        workspace = service.clients.batchai.workspaces.begin_create(
+        workspace = connection.clients.batchai.workspaces.begin_create(
             ids["resource_group"],
             ids["workspace"],
             batchai_models.WorkspaceCreateParameters(location=desired["location"], tags=tags),
         ).result()
-        service.ownership.seen(ids, workspace.tags or tags)
+        connection.ownership.seen(ids, workspace.tags or tags)
 
-    def update(self, service: BatchAIConnection, resource: Resource, progress=None) -> None:
+    def update(self, connection: BatchAIConnection, resource: Resource, progress=None) -> None:
         declared = resource.desired["tags"]
-        service.ownership.change(resource.ids, lambda tags: tags.update(declared))
+        connection.ownership.change(resource.ids, lambda tags: tags.update(declared))
 
-    def delete(self, service: BatchAIConnection, live: Observed) -> None:
+    def delete(self, connection: BatchAIConnection, live: Observed) -> None:
         with already_gone():
-            service.clients.batchai.workspaces.begin_delete(live.ids["resource_group"], live.ids["workspace"]).result()
-        service.ownership.gone(live.ids)
+            connection.clients.batchai.workspaces.begin_delete(live.ids["resource_group"], live.ids["workspace"]).result()
+        connection.ownership.gone(live.ids)
 
 
 WORKSPACE = Workspace()
