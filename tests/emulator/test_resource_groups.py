@@ -100,3 +100,15 @@ def resource_client_other_subscription(endpoint, arm_credential):
 
     unknown = "00000000-0000-0000-0000-000000000000"
     return ResourceManagementClient(arm_credential, unknown, **arm_clients_options(endpoint))
+
+
+def test_the_next_page_of_a_filtered_list_is_filtered_too(resource_client):
+    """Groups of no tag sort between the tagged ones: the second page keeps the filter (its link carries it)."""
+    tag = unique_name("t")
+    tagged = {f"rgpage-{index:03d}-b-{tag}" for index in range(101)}
+    others = {f"rgpage-{index:03d}-a-{tag}" for index in range(101)}
+    for name in tagged | others:
+        tags = {"suite": tag} if name in tagged else {}
+        resource_client.resource_groups.create_or_update(name, {"location": LOCATION, "tags": tags})
+    listed = [group.name for group in resource_client.resource_groups.list(filter=f"tagName eq 'suite' and tagValue eq '{tag}'")]
+    assert sorted(listed) == sorted(tagged)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.responses import Response
 
@@ -135,8 +136,10 @@ def list_groups(state: State, call: Call) -> Response:
     page: dict[str, Any] = {"value": [_document(state, row) for row in rows[start : start + _PAGE_SIZE]]}
     if start + _PAGE_SIZE < len(rows):
         base = f"{state.arm_url}/subscriptions/{call.params['subscription']}/resourcegroups"
-        api_version = call.query.get("api-version", "2025-04-01")
-        page["nextLink"] = f"{base}?api-version={api_version}&$skiptoken={start + _PAGE_SIZE}"
+        # The next page is of the same list: it keeps the filter and the top (the SDK follows the link as it is).
+        query = {"api-version": call.query.get("api-version", "2025-04-01"), "$skiptoken": str(start + _PAGE_SIZE)}
+        query.update({name: call.query[name] for name in ("$filter", "$top") if call.query.get(name)})
+        page["nextLink"] = f"{base}?{urlencode(query, quote_via=quote)}"
     return arm_json(page)
 
 
