@@ -48,7 +48,8 @@ def _state_dir(state_dir: Path | None, exit_code: int = 1) -> Path:
 def serve_command(
     state_dir: StateDir = None,
     port: int = typer.Option(
-        0, "--port", metavar="PORT", min=0, max=65534, help="ARM port; Azure Files listens on the next one. 0: free ports."
+        0, "--port", metavar="PORT", min=0, max=65533,
+        help="ARM port; Azure Files listens on the next one, the Batch data plane on the one after. 0: free ports."
     ),
     idle_timeout: Annotated[
         Optional[float],
@@ -70,7 +71,8 @@ def serve_command(
 
     def announce(endpoint, endpoint_file: Path) -> None:
         console.print(
-            f"Emulator running (pid {endpoint.pid}): ARM {endpoint.arm_url}, Azure Files {endpoint.storage_url}",
+            f"Emulator running (pid {endpoint.pid}): ARM {endpoint.arm_url}, Azure Files {endpoint.storage_url},"
+            f" Batch {endpoint.batch_url}",
             soft_wrap=True,
         )
         # Soft wrap: a path broken over lines cannot be copied.
@@ -89,6 +91,7 @@ def serve_command(
             state_dir,
             arm_port=port,
             storage_port=port + 1 if port else 0,
+            batch_port=port + 2 if port else 0,
             on_ready=announce,
             idle_timeout=idle_timeout or None,
             on_idle=say_idle,
@@ -123,6 +126,7 @@ def status_command(state_dir: StateDir = None) -> None:
     lines = [
         ("ARM", endpoint.arm_url),
         ("Azure Files", endpoint.storage_url),
+        *((("Batch", endpoint.batch_url),) if endpoint.batch_url else ()),
         ("Endpoint file", str(state_dir / ENDPOINT_FILE)),
         ("Log", str(log_path(state_dir))),
     ]

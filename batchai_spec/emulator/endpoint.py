@@ -35,15 +35,24 @@ class Endpoint:
     state_dir: str
     started_at: float = 0.0  # time.time() when it started serving (0: unknown)
     idle_timeout: float | None = None  # seconds without a job, a request or a command before it stops itself
+    # The Azure Batch data plane; account A's endpoint (BatchClient's) is f"{batch_url}/A". Empty in files written
+    # by an emulator from before it served Batch.
+    batch_url: str = ""
 
     def file_endpoint(self, account: str) -> str:
         return f"{self.storage_url}/{account}"
+
+    def batch_endpoint(self, account: str) -> str:
+        return f"{self.batch_url}/{account}"
 
     def to_json(self) -> dict:
         return asdict(self)
 
     def __repr__(self) -> str:
-        return f"Endpoint(pid={self.pid}, arm_url={self.arm_url!r}, storage_url={self.storage_url!r})"
+        return (
+            f"Endpoint(pid={self.pid}, arm_url={self.arm_url!r}, storage_url={self.storage_url!r},"
+            f" batch_url={self.batch_url!r})"
+        )
 
     @classmethod
     def from_json(cls, document: dict) -> Endpoint:

@@ -1,7 +1,7 @@
 """Fault injection: rules that make matching requests fail the way real Azure sometimes does.
 
-A rule matches a service (`arm`, `storage` or `any`), an HTTP method (or `*`) and a regular expression searched in
-the percent-decoded path, for `count` requests (None: until cleared). Actions:
+A rule matches a service (`arm`, `storage`, `batch` (the Batch data plane) or `any`), an HTTP method (or `*`) and a
+regular expression searched in the percent-decoded path, for `count` requests (None: until cleared). Actions:
 - `status`: answer `status` (429, 500, 503, ...) in the service's error shape; 429 also gets `Retry-After`.
 - `drop`: close the connection without any answer.
 - `delay`: wait `delay_s` seconds, then serve the request normally.
@@ -24,7 +24,7 @@ from batchai_spec.emulator.routing import OPERATION_FAULT_SCOPE_KEY, OperationFa
 from batchai_spec.emulator.state import State, register_schema
 
 ACTIONS = ("status", "drop", "delay", "fail_operation")
-SERVICES = ("arm", "storage", "any")
+SERVICES = ("arm", "storage", "batch", "any")
 ADMIN_PREFIX = "/_emulator/"
 
 register_schema("CREATE TABLE IF NOT EXISTS emulator_faults (id INTEGER PRIMARY KEY, rule TEXT NOT NULL)")

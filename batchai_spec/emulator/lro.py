@@ -143,18 +143,24 @@ class OperationEndpoints:
         if self.location_segment:
             router.add("GET", f"{self.prefix}/{self.location_segment}/{{operation_id}}", self._location)
 
-    def accepted(self, state: State, operation: Operation, **prefix_values: str) -> Response:
-        """The 202 that starts polling (empty body, status URLs absolute on the emulator's origin)."""
+    def accepted(self, state: State, operation: Operation, *, operation_name: str | None = None,
+                 api_version: str | None = None, **prefix_values: str) -> Response:
+        """The 202 that starts polling (empty body, status URLs absolute on the emulator's origin).
+
+        `operation_name`: the URL's last segment when it is not the bare operation id; it must end with `-{id}`
+        (Batch names account deletions `{account}-{uuid}`). `api_version`: the URLs' api-version when it is not
+        the family's (Microsoft.Batch echoes the caller's)."""
         headers = {"retry-after-ms": str(POLL_DELAY_MS)}
         base = state.arm_url + self.prefix.format(**prefix_values)
+        name = operation_name or operation.id
         if self.status_segment:
-            headers["Azure-AsyncOperation"] = self._url(base, self.status_segment, operation.id)
+            headers["Azure-AsyncOperation"] = self._url(base, self.status_segment, name, api_version)
         if self.location_segment:
-            headers["Location"] = self._url(base, self.location_segment, operation.id)
+            headers["Location"] = self._url(base, self.location_segment, name, api_version)
         return arm_empty(202, headers)
 
-    def _url(self, base: str, segment: str, operation_id: str) -> str:
-        return f"{base}/{segment}/{operation_id}?api-version={self.api_version}"
+    def _url(self, base: str, segment: str, operation_id: str, api_version: str | None = None) -> str:
+        return f"{base}/{segment}/{operation_id}?api-version={api_version or self.api_version}"
 
     def _status_document(self, state: State, call: Call) -> Response:
         operation = _poll(state, call)
@@ -188,7 +194,7 @@ def _poll(state: State, call: Call) -> Operation:
     """The operation as this poll sees it: finished ones report InProgress for their remaining `pending_polls`."""
     if "subscription" in call.params:
         require_subscription(state, call.params["subscription"])
-    operation_id = call.params["operation_id"]
+    operation_id = _operation_id(call.params["operation_id"])
     with state.transaction() as db:
         updated = db.execute(
             "UPDATE arm_operations SET pending_polls = pending_polls - 1 WHERE id = ? AND pending_polls > 0"
@@ -204,6 +210,17 @@ def _poll(state: State, call: Call) -> Operation:
             result=None, properties=None, pending_polls=operation.pending_polls,
         )
     return operation
+
+
+def _operation_id(name: str) -> str:
+    """The operation id in a status URL's last segment: the segment itself, or its trailing uuid when a prefix
+    names what the operation acts on (`{account}-{uuid}`, see `OperationEndpoints.accepted`)."""
+    if len(name) > _UUID_LENGTH and name[-_UUID_LENGTH - 1] == "-":
+        return name[-_UUID_LENGTH:]
+    return name
+
+
+_UUID_LENGTH = 36
 
 
 def _dump(value: Any | None) -> str | None:

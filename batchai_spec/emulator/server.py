@@ -1,9 +1,11 @@
-"""Running the emulator: two HTTPS services on 127.0.0.1 (ARM and Azure Files) served by uvicorn in one thread.
+"""Running the emulator: three HTTPS services on 127.0.0.1 (ARM, Azure Files, the Azure Batch data plane) served by
+uvicorn in one thread.
 
-ARM and Files get a port each because their paths would collide (`/subscriptions/...` is also a valid
-`/ACCOUNT/...`). `start_in_process` serves from a background thread (tests, benchmarks); `serve` does the same
-in the foreground until SIGINT/SIGTERM or an idle timeout (`batchai-spec emulator serve`, which a command also
-starts in the background: batchai_spec/services/azure/endpoint.py). Clients never import this module.
+Each service gets a port because their paths would collide (`/subscriptions/...` is also a valid `/ACCOUNT/...`,
+and the Batch data plane's `/ACCOUNT/jobs` a valid share path). `start_in_process` serves from a background thread
+(tests, benchmarks); `serve` does the same in the foreground until SIGINT/SIGTERM or an idle timeout (`batchai-spec
+emulator serve`, which a command also starts in the background: batchai_spec/services/azure/endpoint.py). Clients
+never import this module.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 
 import uvicorn
 
-from batchai_spec.emulator import batchai
+from batchai_spec.emulator import batch, batchai
 from batchai_spec.emulator.admin import add_admin_routes
 from batchai_spec.emulator.arm import resource_groups, storage_accounts
 from batchai_spec.emulator.arm.responses import arm_body_limit, authenticate_bearer, render_arm_error
+from batchai_spec.emulator.batch import dataplane as batch_dataplane
 from batchai_spec.emulator.certs import TlsFiles, ensure_tls_files
 from batchai_spec.emulator.endpoint import CLIENTS_FILE, ENDPOINT_FILE, LOCK_FILE, Endpoint
 from batchai_spec.emulator.connections import MAX_REQUEST_HEAD_BYTES, OpenConnections
@@ -42,9 +45,13 @@ ARM_ROUTES: tuple[Callable[[Router], None], ...] = (
     resource_groups.add_routes,
     storage_accounts.add_routes,
     batchai.add_routes,
+    batch.add_routes,
 )
 # Background work started once the server listens: start(state) returns the function that stops it.
-BACKGROUND_SERVICES: tuple[Callable[[State], Callable[[], None]], ...] = (batchai.start,)
+BACKGROUND_SERVICES: tuple[Callable[[State], Callable[[], None]], ...] = (
+    batchai.start,
+    batch.start,
+)
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 
@@ -80,11 +87,13 @@ class RunningEmulator:
         self._last_activity = time.monotonic()
 
     def has_work(self) -> bool:
-        """Whether a job is queued, running or terminating, or a resource is being deleted."""
+        """Whether a job is queued, running or terminating, a resource is being deleted, or Batch has work under
+        way."""
         from batchai_spec.emulator.batchai import store
 
         db = self.state.connection()
-        return bool(store.jobs_in_states(db, ("queued", "running", "terminating")) or store.being_deleted(db))
+        return bool(store.jobs_in_states(db, ("queued", "running", "terminating")) or store.being_deleted(db)
+                    or batch_dataplane.work_pending(db))
 
     def withdraw_if_unattached(self) -> bool:
         """Remove endpoint.json unless a command holds the state dir's clients lock (it uses this emulator);
@@ -131,40 +140,45 @@ def start_in_process(
     *,
     arm_port: int = 0,
     storage_port: int = 0,
+    batch_port: int = 0,
     write_endpoint: bool = True,
     idle_timeout: float | None = None,
 ) -> RunningEmulator:
-    """Serve the emulator for `state_dir` on 127.0.0.1 (port 0: a free one); returns once both ports accept."""
+    """Serve the emulator for `state_dir` on 127.0.0.1 (port 0: a free one); returns once every port accepts."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     lock_fd = _lock_state_dir(state_dir)
     if write_endpoint:
         # A previous emulator killed without a chance to clean up left its file: its pid may be reused.
         (state_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+    sockets: list[socket.socket] = []
     try:
         tls = ensure_tls_files(state_dir)
         state = State(state_dir)
-        arm_socket = _bind(arm_port)
-        storage_socket = _bind(storage_port)
+        for port in (arm_port, storage_port, batch_port):
+            sockets.append(_bind(port))
     except BaseException:
+        for sock in sockets:
+            sock.close()
         os.close(lock_fd)
         raise
-    state.arm_url = f"https://127.0.0.1:{arm_socket.getsockname()[1]}"
-    state.storage_url = f"https://127.0.0.1:{storage_socket.getsockname()[1]}"
+    state.arm_url, state.storage_url, batch_url = (f"https://127.0.0.1:{sock.getsockname()[1]}" for sock in sockets)
     faults = FaultBook(state)
     connections = OpenConnections()
     servers = [
         _uvicorn_server(_arm_app(state, faults, connections), tls, connections),
         _uvicorn_server(_storage_app(state, faults, connections), tls, connections),
+        _uvicorn_server(_batch_app(state, faults, connections, batch_url), tls, connections),
     ]
     thread = threading.Thread(
-        target=_serve_forever, args=(servers, [arm_socket, storage_socket]), name="batchai-spec-emulator", daemon=True
+        target=_serve_forever, args=(servers, sockets), name="batchai-spec-emulator", daemon=True
     )
     thread.start()
     endpoint = Endpoint(
         pid=os.getpid(),
         arm_url=state.arm_url,
         storage_url=state.storage_url,
+        batch_url=batch_url,
         ca_cert=str(tls.ca_cert),
         token=state.token,
         subscription_id=state.subscription_id,
@@ -188,6 +202,7 @@ def serve(
     *,
     arm_port: int = 0,
     storage_port: int = 0,
+    batch_port: int = 0,
     on_ready: Callable[[Endpoint, Path], None],
     idle_timeout: float | None = None,
     on_idle: Callable[[float], None] | None = None,
@@ -201,7 +216,7 @@ def serve(
     tick = 0.5 if idle_timeout is None else max(0.05, min(0.5, idle_timeout / 4))
     try:
         with start_in_process(
-            state_dir, arm_port=arm_port, storage_port=storage_port, idle_timeout=idle_timeout
+            state_dir, arm_port=arm_port, storage_port=storage_port, batch_port=batch_port, idle_timeout=idle_timeout
         ) as emulator:
             on_ready(emulator.endpoint, Path(state_dir).resolve() / ENDPOINT_FILE)
             # Timed waits so a server thread that dies is noticed too.
@@ -234,6 +249,15 @@ def _storage_app(state: State, faults: FaultBook, connections: OpenConnections):
         state, files_service.dispatch, render_storage_error, files_service.authenticate, files_service.body_limit
     )
     return FaultInjector(app, faults, "storage", connections, render_storage_error)
+
+
+def _batch_app(state: State, faults: FaultBook, connections: OpenConnections, batch_url: str):
+    """The Batch data plane: `{batch_url}/{account}` is an account's endpoint (batch/dataplane)."""
+    render_error = batch_dataplane.error_renderer(batch_url)
+    app = ServiceApp(
+        state, batch_dataplane.dispatch, render_error, batch_dataplane.authenticate, batch_dataplane.body_limit
+    )
+    return FaultInjector(app, faults, "batch", connections, render_error)
 
 
 class _Server(uvicorn.Server):

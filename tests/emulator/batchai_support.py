@@ -67,18 +67,29 @@ def cluster_parameters(account: str, key: str, share: str, *, nodes: int = 1, mo
     )
 
 
-def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0) -> T:
-    """Poll `read` with backoff until `done(value)`; fails the test with the last value on timeout."""
+def wait_for(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0, *, what: str = "",
+             first_pause_s: float = 0.01, longest_pause_s: float = 0.25) -> T:
+    """Poll `read` with backoff until `done(value)`; fails the test with the last value (and `what` was awaited)
+    on timeout."""
     deadline = time.monotonic() + timeout_s
-    pause = 0.01
+    pause = first_pause_s
     while True:
         value = read()
         if done(value):
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting; last value: {value!r}")
+            pytest.fail(f"timed out waiting{f' for {what}' if what else ''}; last value: {value!r}")
         time.sleep(pause)
-        pause = min(pause * 1.5, 0.25)
+        pause = min(pause * 1.5, longest_pause_s)
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 # Stopped jobs get SIGKILL this long after SIGTERM in tests (3 s by default), so a test of one stays short.

@@ -23,7 +23,7 @@ from batchai_spec.emulator.batchai import processes
 from batchai_spec.emulator.server import start_in_process
 from tests.emulator.batchai_support import EXPERIMENT, MOUNT, TEST_GRACE_S, WORKSPACE, batchai, custom  # noqa: F401
 from tests.emulator.batchai_support import batchai_client_for, sandbox, standalone_sandbox  # noqa: F401
-from tests.emulator.batchai_support import wait_for, wall_clock, zero_delays
+from tests.emulator.batchai_support import running, wait_for, wall_clock, zero_delays
 
 SHARE_ROOT = f"$AZ_BATCHAI_MOUNT_ROOT/{MOUNT}"
 
@@ -59,14 +59,6 @@ def stubborn_job(pids_file: str, *daemon_args: str) -> str:
     daemon = " ".join([sys.executable, f"{SHARE_ROOT}/daemon.py", f"{SHARE_ROOT}/{pids_file}", *daemon_args])
     return (f"{daemon}; trap '' TERM; echo leader $PPID >> {SHARE_ROOT}/{pids_file};"
             f" echo job $$ >> {SHARE_ROOT}/{pids_file}; sleep 300 & echo child $! >> {SHARE_ROOT}/{pids_file}; wait")
-
-
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def recorded(path: Path, count: int) -> dict[str, int]:

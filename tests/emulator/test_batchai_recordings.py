@@ -13,11 +13,9 @@ The recordings are data from the azure-cli repository, kept outside this reposit
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +26,9 @@ import yaml
 from batchai_spec.emulator.batchai import service
 from batchai_spec.emulator.batchai.config import BatchAIConfig, Delays
 from tests.emulator.batchai_support import batchai, wait_for, zero_delays  # noqa: F401
+from tests.emulator.recordings_support import RECORDINGS, TIME, UUID, ArmReplay, request_body
 from tests.emulator_clients import unique_name
 
-RECORDINGS = Path(os.environ.get("BATCHAI_SPEC_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "recordings"))
 SCENARIOS = [
     "test_batchai_manual_scale_scenario",
     "test_batchai_auto_scale_scenario",
@@ -45,8 +43,6 @@ RECORDED_KEY = "veryFakedStorageAccountKey=="
 RECORDED_ACCOUNTS = ("clitest000002", "bai000002")
 LOCATION = "northeurope"
 
-TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Values the 2019 service filled differently from the 2018 service the reference documents (the emulator follows
 # the reference): the default image became the DSVM and the default job lifetime 150 days.
 ERA_DEFAULTS = {"imageReference", "maxWallClockTime"}
@@ -65,40 +61,19 @@ def load_cassette(name: str) -> list[dict[str, Any]]:
     return [item for item in cassette["interactions"] if "Microsoft.BatchAI" in item["request"]["uri"]]
 
 
-def request_body(recorded: Any) -> str | None:
-    """Some 2019 bodies are stored as the repr of bytes, `b'{...}'` (once even nested)."""
-    text = recorded
-    while isinstance(text, str) and text.startswith(("b'", 'b"')):
-        text = text[2:-1].encode().decode("unicode_escape")
-    return text or None
-
-
 def state_of(body: dict[str, Any]) -> tuple[Any, ...]:
     properties = body.get("properties", {})
     return (properties.get("executionState"), properties.get("allocationState"), properties.get("currentNodeCount"),
             json.dumps(properties.get("nodeStateCounts"), sort_keys=True))
 
 
-class Replay:
+class Replay(ArmReplay):
     def __init__(self, endpoint, group: str, account: str, key: str):
-        self.endpoint = endpoint
-        self.swaps = [
+        super().__init__(endpoint, [
             ("https://management.azure.com", endpoint.arm_url), (RECORDED_SUBSCRIPTION, endpoint.subscription_id),
             (RECORDED_GROUP, group), (RECORDED_KEY, key), *((recorded, account) for recorded in RECORDED_ACCOUNTS),
-        ]
+        ])
         self.operation_url: str | None = None
-        self.compared = 0
-
-    def swap(self, text: str) -> str:
-        for recorded, ours in self.swaps:
-            text = text.replace(recorded, ours)
-        return text
-
-    def send(self, method: str, url: str, body: str | None = None) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.endpoint.token}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        return requests.request(method, url, data=body, headers=headers, verify=self.endpoint.ca_cert, timeout=15)
 
     def play(self, interaction: dict[str, Any]) -> None:
         recorded_request, recorded = interaction["request"], interaction["response"]

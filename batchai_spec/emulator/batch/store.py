@@ -126,3 +126,150 @@ def account_by_name(db: sqlite3.Connection, name: str) -> Account | None:
         location=row["location"], body=json.loads(row["body"]), key1=row["key1"], key2=row["key2"],
         etag=row["etag"], modified_at=row["modified_at"], seq=row["seq"],
     )
+
+
+# ------------------------------------------------------------------------------------------ accounts, pools, nodes
+# Accessors for the ARM half (accounts.py, pools.py, nodes.py) that the data plane uses too. Pool `properties` are
+# the ARM `properties` (camelCase, ARM enum spelling: `Steady`, `TaskCompletion`, secrets included); `status` the
+# server-owned fields as ARM shows them (`provisioningState`, `allocationState`, `currentDedicatedNodes`, ...);
+# node `state` is the data plane's lowercase spelling (`starting`, `idle`, `running`, ...), `runtime` what the
+# emulator knows of the node (see nodes.py for the keys).
+
+
+def account_row(db: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM batch_accounts WHERE name = ?", (name,)).fetchone()
+
+
+def accounts_in_group(db: sqlite3.Connection, resource_group: str) -> list[Account]:
+    rows = db.execute(
+        "SELECT name FROM batch_accounts WHERE resource_group = ? ORDER BY seq", (resource_group,)
+    ).fetchall()
+    return [account for row in rows if (account := account_by_name(db, row["name"])) is not None]
+
+
+def all_accounts(db: sqlite3.Connection) -> list[Account]:
+    rows = db.execute("SELECT name FROM batch_accounts ORDER BY seq").fetchall()
+    return [account for row in rows if (account := account_by_name(db, row["name"])) is not None]
+
+
+@dataclass
+class Pool:
+    account: str
+    name: str
+    properties: dict[str, Any]
+    status: dict[str, Any]
+    runtime: dict[str, Any]
+    tags: dict[str, str]
+    etag: str  # unquoted (`0x...`), as the data plane writes it; ARM quotes it
+    created_at: float
+    modified_at: float
+    seq: int = 0
+
+    @property
+    def deleting(self) -> bool:
+        return self.status.get("provisioningState") == "Deleting"
+
+
+def _pool(row: sqlite3.Row) -> Pool:
+    return Pool(
+        account=row["account"], name=row["name"], properties=json.loads(row["properties"]),
+        status=json.loads(row["status"]), runtime=json.loads(row["runtime"]), tags=json.loads(row["tags"]),
+        etag=row["etag"], created_at=row["created_at"], modified_at=row["modified_at"], seq=row["seq"],
+    )
+
+
+def get_pool(db: sqlite3.Connection, account: str, name: str) -> Pool | None:
+    row = db.execute("SELECT * FROM batch_pools WHERE account = ? AND name = ?", (account, name)).fetchone()
+    return None if row is None else _pool(row)
+
+
+def list_pools(db: sqlite3.Connection, account: str | None = None) -> list[Pool]:
+    """The pools of `account` (every account's when None), in creation order."""
+    if account is None:
+        rows = db.execute("SELECT * FROM batch_pools ORDER BY seq").fetchall()
+    else:
+        rows = db.execute("SELECT * FROM batch_pools WHERE account = ? ORDER BY seq", (account,)).fetchall()
+    return [_pool(row) for row in rows]
+
+
+def insert_pool(db: sqlite3.Connection, pool: Pool) -> None:
+    pool.seq = next_seq(db, "batch_pools")
+    db.execute(
+        "INSERT INTO batch_pools (account, name, properties, status, runtime, tags, etag, created_at, modified_at,"
+        " seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (pool.account, pool.name, json.dumps(pool.properties), json.dumps(pool.status), json.dumps(pool.runtime),
+         json.dumps(pool.tags), pool.etag, pool.created_at, pool.modified_at, pool.seq),
+    )
+
+
+def save_pool(db: sqlite3.Connection, pool: Pool) -> None:
+    db.execute(
+        "UPDATE batch_pools SET properties = ?, status = ?, runtime = ?, tags = ?, etag = ?, modified_at = ?"
+        " WHERE account = ? AND name = ?",
+        (json.dumps(pool.properties), json.dumps(pool.status), json.dumps(pool.runtime), json.dumps(pool.tags),
+         pool.etag, pool.modified_at, pool.account, pool.name),
+    )
+
+
+def delete_pool_row(db: sqlite3.Connection, account: str, name: str) -> None:
+    """The pool's row and its nodes' rows (nodes.py removes pools only once their nodes have left)."""
+    db.execute("DELETE FROM batch_nodes WHERE account = ? AND pool = ?", (account, name))
+    db.execute("DELETE FROM batch_pools WHERE account = ? AND name = ?", (account, name))
+
+
+@dataclass
+class Node:
+    account: str
+    pool: str
+    node_id: str
+    state: str
+    since: float  # when it entered `state` (stateTransitionTime)
+    due_at: float | None  # starting: when it boots; leavingpool: when it may be gone
+    task_key: str | None  # "{job_id}/{task_id}" while a task runs on it (the task runner sets and clears it)
+    runtime: dict[str, Any]
+    seq: int = 0
+
+
+def _node(row: sqlite3.Row) -> Node:
+    return Node(
+        account=row["account"], pool=row["pool"], node_id=row["node_id"], state=row["state"], since=row["since"],
+        due_at=row["due_at"], task_key=row["task_key"], runtime=json.loads(row["runtime"]), seq=row["seq"],
+    )
+
+
+def list_nodes(db: sqlite3.Connection, account: str, pool: str) -> list[Node]:
+    rows = db.execute(
+        "SELECT * FROM batch_nodes WHERE account = ? AND pool = ? ORDER BY seq", (account, pool)
+    ).fetchall()
+    return [_node(row) for row in rows]
+
+
+def get_node(db: sqlite3.Connection, account: str, pool: str, node_id: str) -> Node | None:
+    row = db.execute(
+        "SELECT * FROM batch_nodes WHERE account = ? AND pool = ? AND node_id = ?", (account, pool, node_id)
+    ).fetchone()
+    return None if row is None else _node(row)
+
+
+def insert_node(db: sqlite3.Connection, node: Node) -> None:
+    node.seq = next_seq(db, "batch_nodes")
+    db.execute(
+        "INSERT INTO batch_nodes (account, pool, node_id, state, since, due_at, task_key, runtime, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (node.account, node.pool, node.node_id, node.state, node.since, node.due_at, node.task_key,
+         json.dumps(node.runtime), node.seq),
+    )
+
+
+def save_node(db: sqlite3.Connection, node: Node) -> None:
+    db.execute(
+        "UPDATE batch_nodes SET state = ?, since = ?, due_at = ?, task_key = ?, runtime = ?"
+        " WHERE account = ? AND pool = ? AND node_id = ?",
+        (node.state, node.since, node.due_at, node.task_key, json.dumps(node.runtime), node.account, node.pool,
+         node.node_id),
+    )
+
+
+def delete_node_row(db: sqlite3.Connection, node: Node) -> None:
+    db.execute("DELETE FROM batch_nodes WHERE account = ? AND pool = ? AND node_id = ?",
+               (node.account, node.pool, node.node_id))
