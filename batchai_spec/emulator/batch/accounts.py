@@ -45,6 +45,8 @@ PROVIDER = "/subscriptions/{subscription}/providers/Microsoft.Batch"
 ACCOUNTS = "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Batch/batchAccounts"
 ACCOUNT = ACCOUNTS + "/{account}"
 TYPE = "Microsoft.Batch/batchAccounts"
+# A new account's dedicated and low-priority core quotas, as recorded (nodes.py allocates within them).
+CORE_QUOTA = 500
 # Where account creations (and pool deletions, pools.py) are polled, and where account deletions are.
 ACCOUNT_OPERATIONS = OperationEndpoints(ACCOUNT, status_segment=None, location_segment="operationResults",
                                         api_version=API_VERSION)
@@ -365,10 +367,10 @@ def _new_account(state: State, db: sqlite3.Connection, name: str, resource_group
             "accountEndpoint": account_endpoint(name, location),
             "nodeManagementEndpoint": f"{uuid.uuid4()}.{location.replace(' ', '').lower()}.service.batch.azure.com",
             "provisioningState": "Succeeded",
-            "dedicatedCoreQuota": 500,
+            "dedicatedCoreQuota": CORE_QUOTA,
             "dedicatedCoreQuotaPerVMFamily": [{"name": family, "coreQuota": quota} for family, quota in _FAMILY_QUOTAS],
             "dedicatedCoreQuotaPerVMFamilyEnforced": True,
-            "lowPriorityCoreQuota": 500,
+            "lowPriorityCoreQuota": CORE_QUOTA,
             "poolQuota": 100,
             "activeJobAndJobScheduleQuota": 300,
             "poolAllocationMode": "BatchService",

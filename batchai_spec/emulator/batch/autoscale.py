@@ -46,6 +46,9 @@ from batchai_spec.emulator.clock import iso8601
 
 SYNTAX_ERROR = "AutoScalingFormulaSyntaxError"
 EVALUATION_ERROR = "AutoScalingFormulaEvaluationError"
+# Expressions nested deeper than this (parentheses, operators, calls, a long chain of binary operators, all
+# counted as the depth of the expression tree) are a syntax error, never a RecursionError.
+MAX_FORMULA_DEPTH = 64
 MAX_FORMULA_LENGTH = 8192  # AutoScaleFormulaTooLong beyond (Batch's limit)
 _MINIMUM_PERIOD_S = 0.25
 _EMULATED_SECONDS_PER_MINUTE = 1.0
@@ -117,6 +120,13 @@ class _Parser:
     def __init__(self, formula: str):
         self.tokens = _tokens(formula)
         self.index = 0
+        self.depth = 0
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_FORMULA_DEPTH:
+            kind, text, position = self.peek()
+            raise self.error(f"the expression nests deeper than {MAX_FORMULA_DEPTH} levels", position)
 
     def statements(self) -> list[tuple[str, Any]]:
         result = []
@@ -135,34 +145,48 @@ class _Parser:
         return result
 
     def expression(self) -> Any:
+        self.enter()
         condition = self.binary(0)
         if self.accept("?"):
             then = self.expression()
             self.expect(":")
-            return ("cond", condition, then, self.expression())
+            condition = ("cond", condition, then, self.expression())
+        self.depth -= 1
         return condition
 
     def binary(self, level: int) -> Any:
         if level == len(self._LEVELS):
             return self.unary()
         left = self.binary(level + 1)
+        chain = 0
         while self.peek()[1] in self._LEVELS[level] and self.peek()[0] == "op":
             operator = self.next()[1]
+            chain += 1  # a left-nested chain: each operator is one more level of the tree evaluated
+            self.enter()
             left = ("bin", operator, left, self.binary(level + 1))
+        self.depth -= chain
         return left
 
     def unary(self) -> Any:
         if self.peek()[0] == "op" and self.peek()[1] in ("-", "+", "!"):
-            return ("unary", self.next()[1], self.unary())
+            operator = self.next()[1]
+            self.enter()
+            node = ("unary", operator, self.unary())
+            self.depth -= 1
+            return node
         return self.postfix()
 
     def postfix(self) -> Any:
         node = self.primary()
+        methods = 0
         while self.accept("."):
             kind, name, position = self.next()
             if kind != "name":
                 raise self.error(f"expected a method name, found {name!r}", position)
+            methods += 1
+            self.enter()  # each method call wraps the target: one more level
             node = ("method", node, name, self.arguments())
+        self.depth -= methods
         return node
 
     def primary(self) -> Any:

@@ -44,6 +44,7 @@ from batchai_spec.emulator.batch.service import Context, on_stop, on_tick
 from batchai_spec.emulator.batch.store import Account, Node, Pool
 from batchai_spec.emulator.batchai.mounts import MountError, check_account_key, parse_azure_file_url
 from batchai_spec.emulator.batchai.processes import Step, TaskRecord, task_script
+from batchai_spec.emulator.batchai.vm_sizes import lookup
 from batchai_spec.emulator.clock import iso8601
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.lro import finish_operation
@@ -326,9 +327,25 @@ def _resize(ctx: Context, db: sqlite3.Connection, pool: Pool, nodes: list[Node],
     if shortfall:
         due = pool.runtime.setdefault("allocationDue", now + ctx.config.delays.allocation_s)
         if due <= now:
+            errors = []
             for dedicated, count in shortfall.items():
-                for _ in range(count):
+                allowed = _within_core_quota(db, pool, dedicated, count)
+                for _ in range(allowed):
                     _add_node(ctx, db, pool, dedicated, now)
+                if allowed < count:
+                    errors.append(_quota_error(dedicated))
+            if errors:
+                # The resize ends where the quota stopped it, as a stopped resize does (held until the scale
+                # settings change), with the reason in its errors.
+                allocated = [node for node in store.list_nodes(db, pool.account, pool.name) if node.state != LEAVING]
+                dedicated_now = sum(1 for node in allocated if node.runtime.get("isDedicated", True))
+                pool.runtime["stopped"] = {
+                    "scaleSettings": copy.deepcopy(pool.properties.get("scaleSettings") or {}),
+                    "target": list(targets(pool, held=False)),
+                    "dedicated": dedicated_now, "lowPriority": len(allocated) - dedicated_now,
+                }
+                resize = pool.status.setdefault("resizeOperationStatus", {"startTime": iso8601(now)})
+                resize["errors"] = errors
             pool.runtime.pop("allocationDue")
             changed = True
     else:
@@ -350,6 +367,33 @@ def _remove_excess(ctx: Context, db: sqlite3.Connection, staying: list[Node], ex
         store.save_node(db, node)
         changed = True
     return changed
+
+
+def _cores(vm_size: str) -> int:
+    return lookup(vm_size).cores
+
+
+def _within_core_quota(db: sqlite3.Connection, pool: Pool, dedicated: bool, wanted: int) -> int:
+    """How many of `wanted` new nodes the account's core quota (dedicated or low-priority) still allows, as Azure
+    allocates what fits and reports the rest; also what keeps a pool of 100,000 nodes from being made at all."""
+    account = store.account_by_name(db, pool.account)
+    properties = account.body.get("properties", {}) if account else {}
+    quota = int(properties.get("dedicatedCoreQuota" if dedicated else "lowPriorityCoreQuota", accounts.CORE_QUOTA))
+    used = sum(
+        _cores(node.runtime.get("vmSize", ""))
+        for other in store.list_pools(db, pool.account)
+        for node in store.list_nodes(db, pool.account, other.name)
+        if node.runtime.get("isDedicated", True) == dedicated and node.state != LEAVING
+    )
+    return max(0, min(wanted, (quota - used) // _cores(str(pool.properties.get("vmSize", "")))))
+
+
+def _quota_error(dedicated: bool) -> dict[str, str]:
+    kind = "dedicated" if dedicated else "low priority"
+    return {
+        "code": "AccountCoreQuotaReached",
+        "message": f"The specified account has reached its {kind} core quota: the pool was allocated the nodes that fit",
+    }
 
 
 def _start_leaving(ctx: Context, node: Node, now: float) -> None:
@@ -512,13 +556,15 @@ def _launch_start_task(ctx: Context, account: Account, pool: Pool, node: Node | 
     if first:
         stdout.write_text("")
         stderr.write_text("")
+    # Batch's own variables win over the start task's environmentSettings: Azure reserves the AZ_BATCH_* names, so
+    # a setting of one of them does not change what the task sees.
     env = {
         **ctx.host_env,
+        **{item["name"]: str(item.get("value", "")) for item in task.get("environmentSettings") or []},
         **node_environment(account, pool, node),
         "AZ_BATCH_TASK_DIR": str(startup),
         "AZ_BATCH_TASK_WORKING_DIR": str(working),
         "AZ_BATCH_TASK_USER_IDENTITY": user_identity_name(task),
-        **{item["name"]: str(item.get("value", "")) for item in task.get("environmentSettings") or []},
     }
     argv = _argv(task.get("commandLine", ""), env, working)
     info.update({"state": "running", "startTime": iso8601(now)})

@@ -85,7 +85,11 @@ class Scheduler:
             moment = now()
             changed = False
             for tick in _TICKS:
-                changed |= tick(self.ctx, moment)
+                # Each step on its own: one that raises (a bad row) must not stop the later ones, for any account.
+                try:
+                    changed |= tick(self.ctx, moment)
+                except Exception:
+                    logger.exception("the Batch scheduler step %s failed", getattr(tick, "__qualname__", tick))
             if not changed:
                 return
 

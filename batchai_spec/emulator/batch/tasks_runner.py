@@ -140,26 +140,37 @@ def _schedule(ctx: Context, now: float) -> bool:
         for job, task in candidates:
             if not idle:
                 break
-            limit = int(job.body.get("maxParallelTasks") or -1)
-            if limit >= 0:
-                if job.job_id not in running:
-                    states = rows.task_states_of_job(db, job.account, job.job_id)
-                    running[job.job_id] = sum(states.get(state, 0) for state in BUSY)
-                if running[job.job_id] >= limit:
-                    continue
-            if not _dependencies_met(db, task):
+            try:
+                started = _consider(ctx, db, job, task, idle, running, now)
+            except Exception:  # one bad task must not stop the others being scheduled
+                logger.exception("scheduling the Batch task %s/%s failed", task.job_id, task.task_id)
                 continue
-            usable = [node for node in idle if _may_run(job, node)]
-            wanted = task.instances or 1
-            if len(usable) < wanted:
-                continue
-            chosen = usable[:wanted]
-            if _start(ctx, task, [node.node_id for node in chosen], now):
-                chosen_ids = {node.node_id for node in chosen}
+            if started is not None:
+                chosen_ids = set(started)
                 idle = [node for node in idle if node.node_id not in chosen_ids]
                 running[job.job_id] = running.get(job.job_id, 0) + 1
                 changed = True
     return changed
+
+
+def _consider(ctx: Context, db, job: JobRow, task: TaskRow, idle: list[NodeRow], running: dict[str, int],
+              now: float) -> list[str] | None:
+    """Start one candidate task on idle nodes if it may run now; the ids of the nodes it took, else None."""
+    limit = int(job.body.get("maxParallelTasks") or -1)
+    if limit >= 0:
+        if job.job_id not in running:
+            states = rows.task_states_of_job(db, job.account, job.job_id)
+            running[job.job_id] = sum(states.get(state, 0) for state in BUSY)
+        if running[job.job_id] >= limit:
+            return None
+    if not _dependencies_met(db, task):
+        return None
+    usable = [node for node in idle if _may_run(job, node)]
+    wanted = task.instances or 1
+    if len(usable) < wanted:
+        return None
+    chosen = [node.node_id for node in usable[:wanted]]
+    return chosen if _start(ctx, task, chosen, now) else None
 
 
 def _may_run(job: JobRow, node: NodeRow) -> bool:
@@ -185,10 +196,11 @@ def _dependencies_met(db, task: TaskRow) -> bool:
     for name in wanted:
         if not done.get(name):
             return False
+    # Count the succeeded tasks whose id is a number in the range rather than walk the range (it may be huge).
+    numbers = [int(name) for name, ok in done.items() if ok and name.isdigit() and str(int(name)) == name]
     for start, end in ranges:
-        for number in range(start, end + 1):
-            if not done.get(str(number)):
-                return False
+        if sum(1 for number in numbers if start <= number <= end) != end - start + 1:
+            return False
     return True
 
 
@@ -1154,10 +1166,12 @@ def _expire(ctx: Context, now: float) -> bool:
             task = rows.get_task(tx, row["account"], row["job_id"], row["task_id"])
             if task is None or task.state != "completed":
                 continue
-            for directory in (task.runtime.get("taskDirs") or {}).values():
-                shutil.rmtree(directory, ignore_errors=True)
+            directories = list((task.runtime.get("taskDirs") or {}).values())
             task.runtime["filesDeleted"] = True
             rows.save_task(tx, task)
+        # After the commit: the disk work must not hold the write transaction (and every request waiting on it).
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
     return bool(expired)
 
 

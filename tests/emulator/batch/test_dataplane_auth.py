@@ -54,6 +54,23 @@ def test_a_request_changed_after_signing_is_refused(dataplane: DataPlane):
     assert "not the same as any computed signature" in raised.value.error.details[0].message
 
 
+def _append_repeat(request) -> None:
+    """After signing, repeat a signed query parameter: a string-to-sign that kept the first value would still match
+    while the handler read the last."""
+    request.http_request.url += "&maxresults=1"
+
+
+def test_a_repeated_query_parameter_is_refused(dataplane: DataPlane):
+    new_job(dataplane.client())
+    new_job(dataplane.client())
+    client = dataplane.client(raw_request_hook=_append_repeat)
+    with pytest.raises(HttpResponseError) as raised:
+        client.list_jobs(max_results=5).next()
+    assert (raised.value.status_code, raised.value.error.code) == (403, "AuthenticationFailed")
+    assert "more than once" in raised.value.error.details[0].message
+    assert raised.value.response.json()["values"][0]["key"] == "AuthenticationErrorDetail"
+
+
 def test_a_wrong_token_is_401(dataplane: DataPlane):
     with pytest.raises(ClientAuthenticationError) as raised:
         dataplane.token_client(token="not-the-token").list_jobs().next()

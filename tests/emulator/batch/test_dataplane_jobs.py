@@ -180,6 +180,15 @@ def test_lists_page_with_maxresults_and_filter_and_select(client: BatchClient):
     assert raised.value.error.code == "InvalidQueryParameterValue"
 
 
+@pytest.mark.parametrize("nesting", ["(" * 2000 + "state eq 'active'" + ")" * 2000, "not " * 2000 + "state eq 'x'"])
+def test_a_filter_nested_too_deep_is_400_not_500(client: BatchClient, nesting: str):
+    with pytest.raises(HttpResponseError) as raised:
+        list(client.list_jobs(filter=nesting))
+    assert (raised.value.status_code, raised.value.error.code) == (400, "InvalidQueryParameterValue")
+    # 64 levels are still fine.
+    assert list(client.list_jobs(filter="(" * 64 + "state eq 'nothing'" + ")" * 64)) == []
+
+
 def test_terminate_ends_in_completed_with_the_reason(client: BatchClient):
     job_id = new_job(client)
     poller = client.begin_terminate_job(job_id, {"terminateReason": "enough"}, polling_interval=0.02)

@@ -188,12 +188,14 @@ class Replay:
         if target is None:
             return
         deadline = time.monotonic() + 20
+        current = None
         while time.monotonic() < deadline:
             response = self.send("GET", path, query, headers, None)
             current = _json(response.text()) if response.status_code == 200 else None
             if current is not None and _progress(path, current) is not None and _progress(path, current) >= target:
                 return
             time.sleep(0.05)
+        pytest.fail(f"{path} did not reach the recorded state {target!r} in 20 s; last answer: {current!r}")
 
     def compare(self, method: str, path: str, status: int, recorded_json, recorded_text: str, response,
                 ranged: bool) -> None:

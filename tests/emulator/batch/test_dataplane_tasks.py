@@ -178,3 +178,16 @@ def test_dependencies_need_a_job_that_uses_them(client: BatchClient):
     client.create_task(job_id, models.BatchTaskCreateOptions(
         id="t2", command_line="true", depends_on=models.BatchTaskDependencies(task_ids=["t1"])))
     assert client.get_task(job_id, "t2").depends_on.task_ids == ["t1"]
+
+
+@pytest.mark.parametrize("depends_on", [
+    models.BatchTaskDependencies(task_id_ranges=[models.BatchTaskIdRange(start="x", end=3)]),
+    models.BatchTaskDependencies(task_id_ranges=[models.BatchTaskIdRange(start=5, end=3)]),
+    models.BatchTaskDependencies(task_ids=[7]),
+])
+def test_a_malformed_dependency_is_refused(client: BatchClient, depends_on):
+    job_id = new_job(client, uses_task_dependencies=True)
+    with pytest.raises(HttpResponseError) as raised:
+        client.create_task(job_id, models.BatchTaskCreateOptions(id="t", command_line="true", depends_on=depends_on))
+    assert (raised.value.status_code, raised.value.error.code) == (400, "InvalidPropertyValue")
+    assert raised.value.error.details[0].message.startswith("dependsOn")

@@ -55,6 +55,9 @@ def test_formulas(formula, inputs, expected):
     ("$TargetDedicatedNodes = 1 $TargetLowPriorityNodes = 2", SYNTAX_ERROR),
     ("$TargetDedicatedNodes = 1 @ 2", SYNTAX_ERROR),
     ("", SYNTAX_ERROR),
+    ("$TargetDedicatedNodes = " + "(" * 2000 + "1" + ")" * 2000, SYNTAX_ERROR),  # nested too deep: not a 500
+    ("$TargetDedicatedNodes = " + "-" * 2000 + "1", SYNTAX_ERROR),
+    ("$TargetDedicatedNodes = " + "+".join(["1"] * 3000), SYNTAX_ERROR),
     ("$TargetDedicatedNodes = $PendingTasks + 1", EVALUATION_ERROR),  # a sample needs GetSample
     ("$TargetDedicatedNodes = undefinedVariable", EVALUATION_ERROR),
     ("$TargetDedicatedNodes = nosuchfunction(1)", EVALUATION_ERROR),

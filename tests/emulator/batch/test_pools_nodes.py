@@ -51,7 +51,11 @@ def test_pool_grows_to_two_nodes_with_a_mounted_share_and_a_start_task(emulator,
                " && echo started on $AZ_BATCH_NODE_ID && pwd'")
     created = batch_mgmt.pool.create(group, name, "p1", pool_body(
         dedicated=2, mountConfiguration=[batch_share.mount()],
-        startTask={"commandLine": command, "environmentSettings": [{"name": "GREETING", "value": "hi"}]},
+        startTask={"commandLine": command, "environmentSettings": [
+            {"name": "GREETING", "value": "hi"},
+            # Reserved by Batch: its own values win (the env file below shows the real ones).
+            {"name": "AZ_BATCH_NODE_ID", "value": "spoofed"}, {"name": "AZ_BATCH_TASK_DIR", "value": "/spoofed"},
+        ]},
     ))
     assert created.allocation_state == "Resizing" and created.current_dedicated_nodes == 0
 
@@ -377,3 +381,15 @@ def test_a_start_task_cut_short_by_a_restart_runs_again(tmp_path: Path):
         client = batch_mgmt_for(emulator.endpoint)
         client.pool.begin_delete(account.resource_group, name, "p1").result()
         assert nodes_of(emulator, name, "p1") == []
+
+
+def test_a_pool_gets_the_nodes_its_account_core_quota_allows_and_says_why_not_more(bench: Bench):
+    """500 dedicated cores (a new account's quota): 16-core nodes, 31 of them fit; the rest is a resize error."""
+    bench.add_pool("big", dedicated=100_000, vmSize="STANDARD_D14")
+    bench.run_until(lambda: bench.pool("big").status.get("allocationState") == "Steady")
+    assert len(bench.nodes("big")) == 500 // 16
+    errors = bench.pool("big").status["resizeOperationStatus"]["errors"]
+    assert [error["code"] for error in errors] == ["AccountCoreQuotaReached"]
+    bench.add_pool("more", dedicated=1, vmSize="STANDARD_D14")  # 496 cores are used: 4 are left
+    bench.run_until(lambda: bench.pool("more").status.get("allocationState") == "Steady")
+    assert bench.nodes("more") == []

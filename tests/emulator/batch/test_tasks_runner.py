@@ -244,3 +244,13 @@ def test_retention_time_removes_the_task_directory(world):  # noqa: F811
     task_dir = Path(task.runtime["taskDir"])
     world.drive(lambda: not task_dir.exists())
     assert world.task("job", "short-lived").runtime["filesDeleted"] is True
+
+
+def test_one_task_that_cannot_be_scheduled_does_not_stop_the_others(world):  # noqa: F811
+    world.add_pool(nodes=1)
+    world.add_job("job", usesTaskDependencies=True)
+    # A row the data plane now refuses (an older store could hold one): scheduling it raises, and is logged.
+    world.add_task("job", "broken", "true", dependsOn={"taskIdRanges": [{"start": "x", "end": 3}]})
+    world.add_task("job", "fine", "true")
+    assert world.until_state("job", "fine", "completed").status["executionInfo"]["result"] == "success"
+    assert world.task("job", "broken").state == "active"

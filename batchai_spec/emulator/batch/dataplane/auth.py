@@ -78,6 +78,7 @@ def verify_shared_key(call: Call, account: str, keys: tuple[str, ...], base: str
         raise _refused("The Authorization header is not of the form 'SharedKey account:signature'.", base)
     if signed_account.lower() != account.lower():
         raise _refused(f"The signature was made for the account '{signed_account}', not '{account}'.", base)
+    _check_repeats(call, base)
     _check_date(call, base)
     string_to_sign = _string_to_sign(call, signed_account)
     for key in keys:
@@ -88,6 +89,27 @@ def verify_shared_key(call: Call, account: str, keys: tuple[str, ...], base: str
         if hmac.compare_digest(expected.encode(), signature.encode()):
             return
     raise _refused("The MAC signature found in the HTTP request is not the same as any computed signature.", base)
+
+
+def _check_repeats(call: Call, base: str) -> None:
+    """Refuse a repeated query parameter name or signed header: the string-to-sign could only cover one of the
+    values while a handler reads another (`Call.query` keeps the last), so a captured request could be extended
+    (`&maxresults=1`) without breaking its signature. The SDK never repeats either."""
+    seen: set[str] = set()
+    for part in call.raw_query.split("&"):
+        if not part:
+            continue
+        name = unquote(part.partition("=")[0])
+        if name in seen:
+            raise _refused(f"The query parameter '{name}' is given more than once.", base)
+        seen.add(name)
+    counts: dict[str, int] = {}
+    for name, _ in call.headers.items():
+        name = name.lower()
+        if name in _SIGNED_HEADERS or "ocp-" in name or name == "authorization":
+            counts[name] = counts.get(name, 0) + 1
+            if counts[name] > 1:
+                raise _refused(f"The header '{name}' is given more than once.", base)
 
 
 def _refused(detail: str, base: str) -> BatchError:

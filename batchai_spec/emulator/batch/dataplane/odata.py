@@ -103,11 +103,16 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
+# Parentheses and `not` nested deeper than this are refused (400), never a RecursionError (500).
+MAX_FILTER_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str]], text: str):
         self.tokens = tokens
         self.text = text
         self.position = 0
+        self.depth = 0
 
     def fail(self) -> Exception:
         return invalid_query("$filter", self.text, "The filter expression could not be parsed.")
@@ -127,31 +132,40 @@ class _Parser:
             raise self.fail()
 
     def expression(self) -> Predicate:
-        left = self.conjunction()
+        # A flat list, not a chain of closures: a long `a or b or ...` must not recurse when it is evaluated.
+        terms = [self.conjunction()]
         while self.peek()[0] == "word" and self.peek()[1].lower() == "or":
             self.take()
-            right = self.conjunction()
-            left = (lambda a, b: lambda entity: a(entity) or b(entity))(left, right)
-        return left
+            terms.append(self.conjunction())
+        return terms[0] if len(terms) == 1 else lambda entity: any(term(entity) for term in terms)
 
     def conjunction(self) -> Predicate:
-        left = self.unary()
+        terms = [self.unary()]
         while self.peek()[0] == "word" and self.peek()[1].lower() == "and":
             self.take()
-            right = self.unary()
-            left = (lambda a, b: lambda entity: a(entity) and b(entity))(left, right)
-        return left
+            terms.append(self.unary())
+        return terms[0] if len(terms) == 1 else lambda entity: all(term(entity) for term in terms)
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise invalid_query("$filter", self.text,
+                                f"The filter expression nests parentheses or 'not' deeper than {MAX_FILTER_DEPTH}.")
 
     def unary(self) -> Predicate:
         kind, value = self.peek()
         if kind == "word" and value.lower() == "not":
             self.take()
+            self.nest()
             inner = self.unary()
+            self.depth -= 1
             return lambda entity: not inner(entity)
         if kind == "punct" and value == "(":
             self.take()
+            self.nest()
             inner = self.expression()
             self.expect(")")
+            self.depth -= 1
             return inner
         if kind == "word" and value.lower() == "startswith":
             self.take()

@@ -66,8 +66,31 @@ def task_spec(body: Any, job: dict[str, Any]) -> dict[str, Any]:
     copy_fields(body, spec, "authenticationTokenSettings")
     spec["constraints"] = task_constraints(body.get("constraints"), job["constraints"]["maxTaskRetryCount"])
     spec["requiredSlots"] = integer(body.get("requiredSlots", 1), "requiredSlots", 1)
-    copy_fields(body, spec, "dependsOn", "applicationPackageReferences")
+    if body.get("dependsOn") is not None:
+        spec["dependsOn"] = _depends_on(body["dependsOn"])
+    copy_fields(body, spec, "applicationPackageReferences")
     return spec
+
+
+def _depends_on(value: Any) -> dict[str, Any]:
+    """`dependsOn` as the service accepts it: `taskIds` strings, `taskIdRanges` of integers with start <= end."""
+    depends = dict(object_value(value, "dependsOn"))
+    ids = depends.get("taskIds")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(item, str) and item for item in ids):
+            raise invalid_property("dependsOn.taskIds", ids, "The task ids must be non-empty strings.")
+    ranges = depends.get("taskIdRanges")
+    if ranges is not None:
+        if not isinstance(ranges, list):
+            raise invalid_property("dependsOn.taskIdRanges", ranges, "The task id ranges must be a list.")
+        for item in ranges:
+            if not isinstance(item, dict):
+                raise invalid_property("dependsOn.taskIdRanges", item, "A task id range must be an object.")
+            start = integer(item.get("start"), "dependsOn.taskIdRanges.start", 0)
+            end = integer(item.get("end"), "dependsOn.taskIdRanges.end", 0)
+            if start > end:
+                raise invalid_property("dependsOn.taskIdRanges", item, "The start must not be after the end.")
+    return depends
 
 
 def _insert(db, request: Request, job_row_, spec: dict[str, Any], moment: float) -> str:
