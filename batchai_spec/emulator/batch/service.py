@@ -10,20 +10,16 @@ the tasks that run on them.
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batchai_spec.emulator.batchai.config import BatchAIConfig
 from batchai_spec.emulator.batchai.environment import host_environment
 from batchai_spec.emulator.batchai.processes import ProcessTable
-from batchai_spec.emulator.clock import now
+from batchai_spec.emulator.scheduling import ClockScheduler, Running
 from batchai_spec.emulator.state import State
 
 logger = logging.getLogger("batchai_spec.emulator")
-
-_MAX_STEPS_PER_WAKE = 16  # zero delays let one change enable the next: step until nothing moves
 
 
 @dataclass
@@ -55,78 +51,32 @@ def on_stop(step: Callable[[Context], None]) -> Callable[[Context], None]:
     return step
 
 
-class Scheduler:
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="batch-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self.ctx.config.stop_processes_on_shutdown:
-            for stop in reversed(_STOPS):  # tasks before the nodes they run on
-                try:
-                    stop(self.ctx)
-                except Exception:
-                    logger.exception("stopping the Batch processes at shutdown failed")
-
-    def step(self) -> None:
-        for _ in range(_MAX_STEPS_PER_WAKE):
-            moment = now()
-            changed = False
-            for tick in _TICKS:
-                # Each step on its own: one that raises (a bad row) must not stop the later ones, for any account.
-                try:
-                    changed |= tick(self.ctx, moment)
-                except Exception:
-                    logger.exception("the Batch scheduler step %s failed", getattr(tick, "__qualname__", tick))
-            if not changed:
-                return
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                self.step()
-            except Exception:
-                logger.exception("the Batch scheduler step failed")
-            self._wake.wait(self.ctx.config.tick_s)
+def _stop_processes(ctx: Context) -> None:
+    for stop in reversed(_STOPS):  # tasks before the nodes they run on
+        try:
+            stop(ctx)
+        except Exception:
+            logger.exception("stopping the Batch processes at shutdown failed")
 
 
-_SCHEDULERS: weakref.WeakKeyDictionary[State, Scheduler] = weakref.WeakKeyDictionary()
+def scheduler(ctx: Context) -> ClockScheduler:
+    return ClockScheduler(ctx, "batch", lambda: _TICKS, _stop_processes)
+
+
+_RUNNING = Running()
 
 
 def start(state: State, config: BatchAIConfig | None = None) -> Callable[[], None]:
     """Start the scheduler for `state`; returns its stop."""
-    scheduler = Scheduler(Context(state, config or BatchAIConfig.from_environment()))
-    _SCHEDULERS[state] = scheduler
-    scheduler.start()
-
-    def stop() -> None:
-        scheduler.stop()
-        _SCHEDULERS.pop(state, None)
-
-    return stop
+    return _RUNNING.start(state, scheduler(Context(state, config or BatchAIConfig.from_environment())))
 
 
 def wake(state: State) -> None:
     """A request changed something: let the scheduler act on it now rather than at its next tick."""
-    scheduler = _SCHEDULERS.get(state)
-    if scheduler is not None:
-        scheduler.wake()
+    _RUNNING.wake(state)
 
 
 def context(state: State) -> Context | None:
     """The running scheduler's context (tests reconfigure its delays through it)."""
-    scheduler = _SCHEDULERS.get(state)
-    return scheduler.ctx if scheduler is not None else None
+    running = _RUNNING.get(state)
+    return running.ctx if running is not None else None

@@ -1,6 +1,6 @@
 """Microsoft.BatchAI 2018-05-01 in the emulator: the control plane (api/), cluster and node lifecycle
 (lifecycle.py) and a job runner that runs jobs as real local processes (runner.py), moved by one scheduler
-thread per running emulator (scheduler.py, service.py).
+thread per running emulator (service.py, on emulator/scheduling.py).
 
 The server wires two things: `add_routes(router)` on the ARM router, and `start(state)` when it starts serving
 (it returns the function that stops the scheduler and, on a clean stop, every job's and setup task's processes;

@@ -3,7 +3,7 @@
 Each task runs a generated `sh` script in a new session (its own process group, so one signal stops the whole
 tree and a closing terminal does not). The script writes `PHASE CODE` to an exit file when its command ends, so
 an emulator that restarted after a crash, and is no longer the task's parent, still learns the exit code (a clean
-stop ends every task first: scheduler.py). Records keep the pid
+stop ends every task first: service.py). Records keep the pid
 and the process start time from /proc, so a recycled pid is never mistaken for the task.
 
 Nothing a task starts may outlive it, so a task's processes are found by three marks (`ProcessTable.members`):

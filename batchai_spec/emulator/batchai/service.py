@@ -1,40 +1,38 @@
-"""One Batch AI scheduler per running emulator (per State), started and stopped with the server."""
+"""One Batch AI scheduler per running emulator (per State), started and stopped with the server: deletions,
+cluster allocation and nodes, jobs (emulator/scheduling.py runs them); when the emulator stops, the end of every
+process its jobs and setup tasks started (`runner.stop_everything`: SIGTERM, the grace period, SIGKILL)."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
+from batchai_spec.emulator.batchai import deletion, lifecycle, runner
 from batchai_spec.emulator.batchai.config import BatchAIConfig
 from batchai_spec.emulator.batchai.context import Context
-from batchai_spec.emulator.batchai.scheduler import Scheduler
+from batchai_spec.emulator.scheduling import ClockScheduler, Running
 from batchai_spec.emulator.state import State
 
-_SCHEDULERS: weakref.WeakKeyDictionary[State, Scheduler] = weakref.WeakKeyDictionary()
+_STEPS = (deletion.advance, lifecycle.advance, runner.advance)
+_RUNNING = Running()
+
+
+def _stop_processes(ctx: Context) -> None:
+    runner.stop_everything(ctx, lifecycle.setup_tasks(ctx))
 
 
 def start(state: State, config: BatchAIConfig | None = None) -> Callable[[], None]:
     """Start the scheduler for `state` (adopting the jobs a previous emulator left running); returns its stop."""
-    scheduler = Scheduler(Context.create(state, config or BatchAIConfig.from_environment()))
-    _SCHEDULERS[state] = scheduler
-    scheduler.start()
-
-    def stop() -> None:
-        scheduler.stop()
-        _SCHEDULERS.pop(state, None)
-
-    return stop
+    context = Context.create(state, config or BatchAIConfig.from_environment())
+    return _RUNNING.start(state, ClockScheduler(context, "batchai", lambda: _STEPS, _stop_processes))
 
 
 def wake(state: State) -> None:
     """A request changed something: let the scheduler act on it now rather than at its next tick."""
-    scheduler = _SCHEDULERS.get(state)
-    if scheduler is not None:
-        scheduler.wake()
+    _RUNNING.wake(state)
 
 
 def reconfigure(state: State, config: BatchAIConfig) -> None:
     """Change a running scheduler's delays or job Python (tests run against one emulator with zero delays)."""
-    scheduler = _SCHEDULERS[state]
+    scheduler = _RUNNING.get(state)
     scheduler.ctx.config = config
     scheduler.wake()

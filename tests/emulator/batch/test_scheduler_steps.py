@@ -20,7 +20,7 @@ def test_a_raising_step_does_not_stop_the_next_one(monkeypatch, caplog):
         return False
 
     monkeypatch.setattr(service, "_TICKS", [broken, healthy])
-    scheduler = service.Scheduler(ctx=None)  # the steps here never look at it
+    scheduler = service.scheduler(None)  # the steps here never look at it
     with caplog.at_level(logging.ERROR, logger="batchai_spec.emulator"):
         scheduler.step()
     assert ran == ["broken", "healthy"]
