@@ -45,9 +45,17 @@ def share_path(path: str, mounts: Mapping[str, Mapping[str, T]]) -> tuple[T, str
     return share, (match.group(3) or "").strip("/")
 
 
-def input_files(job, cluster, files: Iterable[Resource]) -> list[Resource]:
-    """The uploaded files (file resources of the graph) a job reads: those under its input directories, and those
-    its scripts and command lines name, on the shares mounted for it."""
+def by_share(files: Iterable[Resource]) -> dict[str, list[Resource]]:
+    """The file resources of a graph by share, for `input_files` (made once for all the jobs of a spec)."""
+    grouped: dict[str, list[Resource]] = {}
+    for file in files:
+        grouped.setdefault(file.ids["share"], []).append(file)
+    return grouped
+
+
+def input_files(job, cluster, files_by_share: Mapping[str, list[Resource]]) -> list[Resource]:
+    """The uploaded files (file resources of the graph, by share) a job reads: those under its input directories,
+    and those its scripts and command lines name, on the shares mounted for it."""
     mounts = job_mounts(cluster, job)
     paths = list(job.input_directories.values())
     _, toolkit = job.toolkit
@@ -60,16 +68,13 @@ def input_files(job, cluster, files: Iterable[Resource]) -> list[Resource]:
         if match and match.group(1) in job.input_directories:
             word = posixpath.join(job.input_directories[match.group(1)], match.group(2) or "")
         paths.append(word)
-    by_share: dict[str, list[Resource]] = {}
-    for file in files:
-        by_share.setdefault(file.ids["share"], []).append(file)
     read: dict[str, Resource] = {}
     for path in paths:
         on_share = share_path(path, mounts)
         if on_share is None:
             continue
         share, prefix = on_share
-        for file in by_share.get(share, []):
+        for file in files_by_share.get(share, []):
             file_path = file.ids["path"]
             if not prefix or file_path == prefix or file_path.startswith(prefix + "/"):
                 read[file.address] = file

@@ -35,6 +35,20 @@ def secret_list(mapping: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [{"name": name, "value": plain(value)} for name, value in sorted((mapping or {}).items())]
 
 
+def user_account_settings(user) -> dict[str, Any]:
+    """A cluster's or file server's administrator account (UserAccountSettings)."""
+    return {
+        "admin_user_name": user.admin_user_name,
+        "admin_user_ssh_public_key": user.ssh_public_key,
+        "admin_user_password": plain(user.admin_user_password),
+    }
+
+
+def workspace_ids(spec) -> dict[str, str]:
+    """The ids every resource of the spec's workspace carries (its own, and its children's with their name)."""
+    return {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name}
+
+
 def azure_file_url(account: str, share: str) -> str:
     """The share URL a cluster mounts, in Azure's form (the emulator accepts it too, so plans match across targets)."""
     return f"https://{account}.file.core.windows.net/{share}"

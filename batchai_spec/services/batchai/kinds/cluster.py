@@ -21,6 +21,8 @@ from batchai_spec.services.batchai.bodies import (
     named_list,
     plain,
     secret_list,
+    user_account_settings,
+    workspace_ids,
 )
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.statuses import node_counts
@@ -46,7 +48,7 @@ class Cluster(Kind):
         spec = walk.spec
         for index, cluster in enumerate(spec.clusters):
             yield Declaration(
-                {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name, "cluster": cluster.name},
+                {**workspace_ids(spec), "cluster": cluster.name},
                 ("clusters", index),
                 cluster,
                 depends_on=(
@@ -60,17 +62,12 @@ class Cluster(Kind):
         account = walk.spec.storage.account.name if walk.spec.storage else None
         scale = cluster.scale
         scale_settings = {"manual": plain(scale.manual)} if scale.manual is not None else {"auto_scale": plain(scale.auto)}
-        user = cluster.user_account
         body = {
             "vm_size": cluster.vm_size.upper(),
             "vm_priority": cluster.vm_priority,
             "scale_settings": scale_settings,
             "virtual_machine_configuration": {"image_reference": plain(cluster.image) if cluster.image else dict(DEFAULT_IMAGE)},
-            "user_account_settings": {
-                "admin_user_name": user.admin_user_name,
-                "admin_user_ssh_public_key": user.ssh_public_key,
-                "admin_user_password": plain(user.admin_user_password),
-            },
+            "user_account_settings": user_account_settings(cluster.user_account),
             "node_setup": _node_setup(cluster.node_setup, account, walk.subscription_id, declaration.ids),
             "subnet": {"id": cluster.subnet_id} if cluster.subnet_id else None,
         }

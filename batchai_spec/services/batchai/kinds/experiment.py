@@ -8,6 +8,7 @@ from batchai_spec.graph import Graph, Resource, SpecWalk
 from batchai_spec.kinds import Cannot, Declaration, Kind
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.errors import already_gone
+from batchai_spec.services.batchai.bodies import workspace_ids
 from batchai_spec.services.batchai.connection import BatchAIConnection
 
 
@@ -22,7 +23,7 @@ class Experiment(Kind):
         spec = walk.spec
         for index, experiment in enumerate(spec.experiments):
             yield Declaration(
-                {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name, "experiment": experiment.name},
+                {**workspace_ids(spec), "experiment": experiment.name},
                 ("experiments", index),
                 experiment,
                 depends_on=(f"workspace.{spec.workspace.name}",),

@@ -16,7 +16,7 @@ from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
-from batchai_spec.services.batchai.bodies import ALL_IPS, plain, workspace_child_id
+from batchai_spec.services.batchai.bodies import ALL_IPS, plain, user_account_settings, workspace_child_id, workspace_ids
 from batchai_spec.services.batchai.connection import BatchAIConnection
 
 API_VERSION = "2018-05-01"
@@ -39,7 +39,7 @@ class FileServer(Kind):
         spec = walk.spec
         for index, server in enumerate(spec.file_servers):
             yield Declaration(
-                {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name, "file_server": server.name},
+                {**workspace_ids(spec), "file_server": server.name},
                 ("file_servers", index),
                 server,
                 depends_on=(f"workspace.{spec.workspace.name}",),
@@ -47,16 +47,11 @@ class FileServer(Kind):
 
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         server = declaration.node
-        user = server.user_account
         body = {
             "vm_size": server.vm_size.upper(),
             "ssh_configuration": {
                 "public_ips_to_allow": list(server.public_ips_to_allow) or list(ALL_IPS),
-                "user_account_settings": {
-                    "admin_user_name": user.admin_user_name,
-                    "admin_user_ssh_public_key": user.ssh_public_key,
-                    "admin_user_password": plain(user.admin_user_password),
-                },
+                "user_account_settings": user_account_settings(server.user_account),
             },
             "data_disks": plain(server.data_disks),
             "subnet": {"id": server.subnet_id} if server.subnet_id else None,

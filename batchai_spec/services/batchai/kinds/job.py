@@ -11,7 +11,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
-from batchai_spec.job_inputs import input_files, inputs_digest, job_mounts
+from batchai_spec.job_inputs import by_share, input_files, inputs_digest, job_mounts
 from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
 from batchai_spec.observed import Observed, Run
 from batchai_spec.services.azure.errors import already_gone, service_call
@@ -25,6 +25,7 @@ from batchai_spec.services.batchai.bodies import (
     plain,
     secret_list,
     workspace_child_id,
+    workspace_ids,
 )
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.services.batchai.ownership import job_environment, read_job_environment
@@ -65,18 +66,13 @@ class Job(Kind):
 
     def declared(self, walk: SpecWalk):
         spec = walk.spec
-        files = walk.of_kind("file")
+        files = by_share(walk.of_kind("file"))
         for exp_index, experiment in enumerate(spec.experiments):
             for job_index, job in enumerate(experiment.jobs):
                 cluster = spec.cluster(job.cluster)
                 inputs = input_files(job, cluster, files)
                 yield Declaration(
-                    {
-                        "resource_group": spec.resource_group.name,
-                        "workspace": spec.workspace.name,
-                        "experiment": experiment.name,
-                        "job": job.name,
-                    },
+                    {**workspace_ids(spec), "experiment": experiment.name, "job": job.name},
                     ("experiments", exp_index, "jobs", job_index),
                     job,
                     depends_on=(

@@ -14,6 +14,7 @@ from batchai_spec.kinds import Declaration, Kind, Policy
 from batchai_spec.observed import Observed, Stored
 from batchai_spec.services.azure.errors import already_gone, service_call
 from batchai_spec.services.azure.ownership import SPEC_TAG, canonical_location, merged_tags, owned_by, user_tags
+from batchai_spec.services.batchai.bodies import workspace_ids
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.services.batchai.ownership import SALT_TAG
 
@@ -29,7 +30,7 @@ class Workspace(Kind):
     def declared(self, walk: SpecWalk):
         spec = walk.spec
         yield Declaration(
-            {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name},
+            workspace_ids(spec),
             ("workspace",),
             spec.workspace,
             depends_on=(f"resource_group.{spec.resource_group.name}",),
