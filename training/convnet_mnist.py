@@ -26,6 +26,12 @@ How CNTK's learner maps to PyTorch:
   gradient instead of zero, so the back end carries its own ten-line optimiser that follows CNTK exactly.
 - The last minibatch of an epoch may be short (60,000 = 937 * 64 + 32); lr and m follow from its size as above.
 - Weights start Glorot-uniform (CNTK's default initialiser), biases at zero; dropout is off in the test pass.
+
+On a CUDA GPU the PyTorch back end takes each training step as one CUDA graph replay (GraphedTraining below): the
+network is tiny, so step by step the run is bound by kernel launches and Python, not by the GPU. The steps are the
+same: minibatches of 64 in the same order, the same learner, dropout; what differs is only how dropout's random
+numbers are drawn (the graph's replays advance the generator in their own way) and the rounding of the fused update.
+If the capture fails, the run says so and goes on step by step.
 """
 
 import argparse
@@ -250,6 +256,7 @@ class TorchBackend:
         self.description = "PyTorch {} on {}".format(torch.__version__, where)
         self.network = build_torch_network(torch, ARCHITECTURE, IMAGE_SHAPE).to(self.device)
         self.optimizer = make_unit_gain_sgd(torch, self.network.parameters())
+        self.graphed = None  # GraphedTraining once prepare_training has captured the steps (CUDA only)
 
     def parameter_shapes(self):
         return [tuple(parameter.shape) for parameter in self.network.parameters()]
@@ -259,7 +266,24 @@ class TorchBackend:
         features = self.torch.from_numpy(data.features).reshape((-1,) + IMAGE_SHAPE).to(self.device)
         return features, self.torch.from_numpy(data.classes).to(self.device)
 
+    def prepare_training(self, data, epoch_size):
+        """On CUDA, capture the training steps as CUDA graphs; returns a line saying how the steps run (None on
+        the CPU, which trains step by step as ever)."""
+        if self.device.type != "cuda":
+            return None
+        started = time.perf_counter()
+        try:
+            self.graphed = GraphedTraining(self.torch, self.network, data, epoch_size, use_graphs=True)
+        except Exception as error:  # a driver or PyTorch that cannot capture: train step by step instead
+            self.graphed = None
+            return "Training steps: one by one (CUDA graph capture failed: {}: {})".format(type(error).__name__, error)
+        sizes = " and ".join(str(size) for size in self.graphed.sizes)
+        seconds = time.perf_counter() - started
+        return "Training steps: CUDA graphs for minibatches of {} samples, captured in {:0.2f}s".format(sizes, seconds)
+
     def train_epoch(self, data, order, epoch):
+        if self.graphed is not None:
+            return self.graphed.train_epoch(order, epoch)
         torch = self.torch
         features, classes = data
         lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
@@ -380,6 +404,155 @@ def make_unit_gain_sgd(torch, parameters):
     return UnitGainMomentumSGD(parameters)
 
 
+def minibatch_sizes(epoch_size, minibatch_size=MINIBATCH_SIZE):
+    """The distinct minibatch sizes of an epoch, full size first: [64, 32] for 60,000 samples, [64] for 640."""
+    full = min(minibatch_size, epoch_size)
+    tail = epoch_size % minibatch_size if epoch_size > minibatch_size else 0
+    return [full, tail] if tail else [full]
+
+
+def step_schedule(epoch, minibatch_samples):
+    """The learner's constants for one minibatch: (-lr per sample, momentum m, gain 1 - m), as the eager step has
+    them (lr from the epoch's schedule, m = exp(-n / tau) for a minibatch of n samples)."""
+    momentum = unit_gain_momentum(minibatch_samples, per_epoch(MOMENTUM_TIME_CONSTANT, epoch))
+    return -per_epoch(LR_PER_SAMPLE, epoch), momentum, 1.0 - momentum
+
+
+class GraphedTraining:
+    """The training steps of the PyTorch back end with no per-step overhead, for CUDA.
+
+    One step (gather the minibatch from the training set already on the device, forward, sum cross-entropy,
+    backward, CNTK's unit-gain momentum update as three foreach operations, and the epoch's loss and error sums)
+    is captured once per minibatch size as a CUDA graph: one for the full minibatch of 64, one for an epoch's short
+    last minibatch when there is one. A step then costs one copy of the minibatch's 64 sample indices into the
+    graph's static index buffer and one replay. The learning rate and momentum live in device tensors that the
+    graphs read, so a change of schedule between epochs is a fill, not a new capture. The features are scaled by the
+    network's first layer once, when loaded (the same multiplication, so the same numbers), and the steps run the
+    network from its second layer.
+
+    With use_graphs=False the same steps run eagerly (any device): the tests compare them with the step-by-step
+    loop on the CPU, so the graphs hold exactly the operations that were checked.
+    """
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, torch, network, data, epoch_size, use_graphs):
+        self.torch = torch
+        self.use_graphs = use_graphs
+        features, classes = data
+        self.params = list(network.parameters())
+        device = self.params[0].device
+        first = network[0] if isinstance(network, torch.nn.Sequential) and len(network) else None
+        scale = getattr(first, "factor", None)
+        with torch.no_grad():
+            if scale is not None:
+                self.features = features.float() * scale
+                self.body = network[1:]
+            else:
+                self.features = features.float()
+                self.body = network
+        self.classes = classes
+        self.network = network
+        self.velocities = [torch.zeros_like(parameter) for parameter in self.params]
+        self.neg_lr = torch.zeros((), device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.errors = torch.zeros((), dtype=torch.int64, device=device)
+        self.sizes = minibatch_sizes(epoch_size)
+        self.indices = {size: torch.arange(size, device=device) for size in self.sizes}
+        self.momentum = {size: torch.zeros((), device=device) for size in self.sizes}
+        self.gain = {size: torch.zeros((), device=device) for size in self.sizes}
+        self.graphs = {}
+        self.graph_grads = {}  # each graph's gradients (in its private memory pool), kept for the graph's life
+        if use_graphs:
+            self._capture()
+
+    def _step(self, size):
+        """One minibatch: forward, backward, update, sums; the operations a graph captures."""
+        torch = self.torch
+        for parameter in self.params:
+            parameter.grad = None
+        indices = self.indices[size]
+        targets = self.classes.index_select(0, indices)
+        outputs = self.body(self.features.index_select(0, indices))
+        loss = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
+        loss.backward()
+        grads = [parameter.grad for parameter in self.params]
+        with torch.no_grad():
+            # v = m * v + (1 - m) * g; w -= lr * v
+            torch._foreach_mul_(self.velocities, self.momentum[size])
+            torch._foreach_add_(self.velocities, torch._foreach_mul(grads, self.gain[size]))
+            torch._foreach_add_(self.params, torch._foreach_mul(self.velocities, self.neg_lr))
+            self.loss_sum.add_(loss.detach())
+            self.errors.add_((outputs.detach().argmax(dim=1) != targets).sum())
+        return grads
+
+    def _capture(self):
+        torch = self.torch
+        self.network.train()
+        with torch.no_grad():
+            saved = [parameter.detach().clone() for parameter in self.params]
+        try:
+            # Warm up on a side stream (lazy initialisation, cuDNN's choice of algorithms) as CUDA graphs require;
+            # the warm-up steps change the weights, which are then put back.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for size in self.sizes:
+                    self.set_schedule(0)
+                    for _ in range(self.WARMUP_STEPS):
+                        self._step(size)
+            torch.cuda.current_stream().wait_stream(side)
+            for size in self.sizes:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.graph_grads[size] = self._step(size)
+                self.graphs[size] = graph
+        finally:
+            try:
+                torch.cuda.synchronize()
+            except Exception:  # the capture's own error is the one to report
+                pass
+            for parameter in self.params:
+                parameter.grad = None
+            with torch.no_grad():
+                for parameter, value in zip(self.params, saved):
+                    parameter.copy_(value)
+                for velocity in self.velocities:
+                    velocity.zero_()
+                self.loss_sum.zero_()
+                self.errors.zero_()
+            torch.cuda.synchronize()
+
+    def set_schedule(self, epoch):
+        for size in self.sizes:
+            neg_lr, momentum, gain = step_schedule(epoch, size)
+            self.momentum[size].fill_(momentum)
+            self.gain[size].fill_(gain)
+        self.neg_lr.fill_(neg_lr)
+
+    def train_epoch(self, order, epoch):
+        """One epoch over the samples in `order` (a numpy permutation); returns (loss sum, errors) as the eager
+        loop does."""
+        torch = self.torch
+        self.set_schedule(epoch)
+        self.loss_sum.zero_()
+        self.errors.zero_()
+        self.network.train()
+        order = torch.from_numpy(order).to(self.features.device)
+        epoch_size = len(order)
+        for start in range(0, epoch_size, MINIBATCH_SIZE):
+            size = min(MINIBATCH_SIZE, epoch_size - start)
+            self.indices[size].copy_(order[start : start + size])
+            if self.use_graphs:
+                self.graphs[size].replay()
+            else:
+                self._step(size)
+        if not self.use_graphs:
+            for parameter in self.params:
+                parameter.grad = None
+        return float(self.loss_sum), int(self.errors)
+
+
 class CntkBackend:
     def __init__(self, train_samples, seed):
         import cntk as C
@@ -406,6 +579,9 @@ class CntkBackend:
 
     def parameter_shapes(self):
         return [tuple(parameter.shape) for parameter in self.network.parameters]
+
+    def prepare_training(self, data, epoch_size):
+        return None
 
     def dataset(self, data):
         features = data.features.reshape((-1,) + IMAGE_SHAPE)
@@ -509,11 +685,14 @@ def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, te
     print("Framework: {}".format(backend.description))
     shapes = backend.parameter_shapes()
     print("Training {} parameters in {} parameter tensors.".format(sum(int(np.prod(s)) for s in shapes), len(shapes)))
+    train_data = backend.dataset(train)
+    how = backend.prepare_training(train_data, epoch_size)
+    if how:
+        print(how)
     print()
     sys.stdout.flush()
 
     shuffle = np.random.RandomState(seed)
-    train_data = backend.dataset(train)
     for epoch in range(epochs):
         if epoch == 0 or per_epoch(LR_PER_SAMPLE, epoch) != per_epoch(LR_PER_SAMPLE, epoch - 1):
             print("Learning rate per 1 samples: {}".format(per_epoch(LR_PER_SAMPLE, epoch)))
