@@ -15,8 +15,9 @@ and `terminate` make them `leavingpool` at once (the task runner sees that and s
 then `Steady` where it is (with a `ResizeStopped` error) until its scale settings change.
 
 A node's directory is `ctx.nodes_root/<account>/<pool>/<node_id>/` with `startup/` (the start task's directory:
-`stdout.txt`, `stderr.txt`, `wd/`), `shared/`, `fsmounts/` and `workitems/` (the task runner's:
-`workitems/{job}/job-1/{task}/wd`).
+`stdout.txt`, `stderr.txt`, `wd/`), `shared/`, `fsmounts/`, `workitems/` (the task runner's:
+`workitems/{job}/job-1/{task}/wd`) and `bin/` (the image's `python3` and `python`, first on every task's PATH;
+see task_environment.py).
 
 `batch_nodes.runtime` keys (read by the data plane): `ip` ("10.0.0.N"), `root` (the node directory), `isDedicated`,
 `vmSize`, `allocationTime`, `lastBootTime` (ISO 8601), `schedulingState` ("enabled"/"disabled": a node leaving
@@ -42,6 +43,7 @@ from typing import Any
 from batchai_spec.emulator.batch import accounts, store
 from batchai_spec.emulator.batch.service import Context, on_stop, on_tick
 from batchai_spec.emulator.batch.store import Account, Node, Pool
+from batchai_spec.emulator.batch.task_environment import NodePaths, image_path
 from batchai_spec.emulator.batchai.mounts import MountError, check_account_key, parse_azure_file_url
 from batchai_spec.emulator.batchai.processes import Step, TaskRecord, task_script
 from batchai_spec.emulator.batchai.vm_sizes import lookup
@@ -566,6 +568,7 @@ def _launch_start_task(ctx: Context, account: Account, pool: Pool, node: Node | 
         "AZ_BATCH_TASK_WORKING_DIR": str(working),
         "AZ_BATCH_TASK_USER_IDENTITY": user_identity_name(task),
     }
+    env["PATH"] = image_path(NodePaths(root), ctx.config.job_python, env.get("PATH"))
     argv = _argv(task.get("commandLine", ""), env, working)
     info.update({"state": "running", "startTime": iso8601(now)})
     info.setdefault("retryCount", 0)

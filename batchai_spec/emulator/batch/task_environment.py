@@ -5,10 +5,16 @@ A node's directory (`runtime.root` of its `batch_nodes` row) holds `startup/`, `
 directory `wd/`; the job preparation and release tasks live beside the job's tasks under their own ids
 (`jobpreparation`, `jobrelease` by default). Command lines are split as a POSIX shell would split them and run
 without a shell, as Batch runs them: `/bin/sh -c "..."` is how a user asks for one.
+
+A node's image has Python, as Batch's images and the containers of GPU jobs do: every task, job preparation,
+release and start task finds `python3` and `python` first on its PATH, in the node's `bin/`: two small `sh`
+wrappers that exec the emulator's job Python (`BATCHAI_EMULATOR_JOB_PYTHON`, batchai/config.py). Wrappers, not
+links: a virtual environment's python only finds its packages when started through its own path.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -21,6 +27,7 @@ DEFAULT_PREPARATION_ID = "jobpreparation"
 DEFAULT_RELEASE_ID = "jobrelease"
 MASTER_PORT = 6000  # AZ_BATCH_MASTER_NODE is `ip:6000`: the port Batch reserves on the primary
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+PYTHON_NAMES = ("python3", "python")  # what the node's image answers to
 
 
 class UnsafeId(ValueError):
@@ -54,6 +61,11 @@ class NodePaths:
     @property
     def workitems(self) -> Path:
         return self.root / "workitems"
+
+    @property
+    def bin(self) -> Path:
+        """The image's programs: `python3` and `python` (see `image_path`)."""
+        return self.root / "bin"
 
     def job_items(self, job_id: str) -> Path:
         """`workitems/{job}`: everything the job left on the node (deleted with the job)."""
@@ -98,6 +110,29 @@ def command_argv(command_line: str) -> list[str]:
 
 def _refused(message: str) -> list[str]:
     return ["/bin/sh", "-c", 'printf "%s\\n" "$1" >&2; exit 127', "batch", message]
+
+
+def install_python(bin_dir: Path, python: str) -> None:
+    """`python3` and `python` in `bin_dir`: `sh` wrappers that exec `python` (rewritten when it changed)."""
+    text = f'#!/bin/sh\nexec {shlex.quote(python)} "$@"\n'
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in PYTHON_NAMES:
+        wrapper = bin_dir / name
+        try:
+            if wrapper.read_text() == text and os.access(wrapper, os.X_OK):
+                continue
+        except OSError:
+            pass
+        temporary = bin_dir / f".{name}.tmp"
+        temporary.write_text(text)
+        temporary.chmod(0o755)
+        os.replace(temporary, wrapper)  # a task starting meanwhile sees the old wrapper or the new, never half
+
+
+def image_path(node: NodePaths, python: str, path: str | None) -> str:
+    """A task's PATH on the node: the image's `bin/` (Python, installed if missing) before `path`."""
+    install_python(node.bin, python)
+    return os.pathsep.join([str(node.bin), path]) if path else str(node.bin)
 
 
 def settings_variables(settings: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
@@ -150,10 +185,13 @@ def task_environment(
     preparation_dir: Path | None,
     multi: MultiInstance | None = None,
     extra: Mapping[str, str] | None = None,
+    python: str | None = None,
 ) -> dict[str, str]:
     """The host's basics, then the job's common settings, then the task's own, then Batch's variables (which a
-    task cannot override)."""
+    task cannot override); with `python`, the image's `python3` and `python` first on the PATH."""
     env = {**base, **settings_variables(common), **settings_variables(own)}
+    if python is not None:
+        env["PATH"] = image_path(place.node, python, env.get("PATH"))
     batch = {
         "AZ_BATCH_ACCOUNT_NAME": place.account,
         "AZ_BATCH_POOL_ID": place.pool_id,

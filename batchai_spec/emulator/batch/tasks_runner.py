@@ -380,6 +380,7 @@ def _task_environments(ctx: Context, db, task: TaskRow, job: JobRow, nodes: list
             common=job.body.get("commonEnvironmentSettings"), own=task.body.get("environmentSettings"),
             user_identity=task.body.get("userIdentity"), preparation_dir=_preparation_dir(job, node),
             multi=MultiInstance(ips, index == 0, task_dir) if multi else None, extra=extra,
+            python=ctx.config.job_python,
         ))
     return envs
 
@@ -772,6 +773,7 @@ def _start_node_task(ctx: Context, job: JobRow, node: NodeRow, kind: str, now: f
             ctx.host_env, _place(ctx.state.connection(), job, node, task_id, task_dir),
             common=job.body.get("commonEnvironmentSettings"), own=spec.get("environmentSettings"),
             user_identity=spec.get("userIdentity"), preparation_dir=_preparation_dir(job, node),
+            python=ctx.config.job_python,
         )
         launch = Launch.create(ctx.state.root, {"kind": kind, "account": job.account, "job": job.job_id,
                                                 "node": node.node_id})
