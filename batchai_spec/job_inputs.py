@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypeVar
 
 if TYPE_CHECKING:
     from batchai_spec.graph import Resource
@@ -30,6 +30,18 @@ def job_mounts(cluster, job) -> dict[str, dict[str, str]]:
     return {
         "AZ_BATCHAI_MOUNT_ROOT": mount_table(cluster.node_setup.mount_volumes if cluster.node_setup else None),
         "AZ_BATCHAI_JOB_MOUNT_ROOT": mount_table(job.mount_volumes),
+    }
+
+
+def run_outputs(job) -> dict[str, Any]:
+    """Where a job's runs write, as the spec says (its stdout/stderr prefix and output directories): what finds its
+    runs on the shares, whichever service runs it (services/azure/runs.py)."""
+    return {
+        "std_out_err_path_prefix": job.std_out_err_path_prefix,
+        "output_directories": [
+            {"id": output.id, "path_prefix": output.path_prefix, "path_suffix": output.path_suffix}
+            for output in job.output_directories
+        ],
     }
 
 

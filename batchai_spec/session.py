@@ -30,7 +30,19 @@ class Session:
     parallelism: int = 16
     # False for commands that only read or delete (destroy, status, logs...): a missing upload source is no error.
     require_sources: bool = True
-    service_name: str = DEFAULT_SERVICE
+    # The service that realises the spec: --service, else the spec's `service:` (None here), else DEFAULT_SERVICE.
+    service_name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.service_name = self.service_name or self.loaded.spec.service or DEFAULT_SERVICE
+
+    @cached_property
+    def service_warnings(self) -> list[str]:
+        """The spec's warnings on this service, located (`file:line:column: key: message`); its errors are raised
+        here as one SpecError, before anything is connected."""
+        from batchai_spec.spec.services import check
+
+        return check(self.loaded, self.service_name)
 
     @cached_property
     def endpoint(self) -> Endpoint:
@@ -51,6 +63,7 @@ class Session:
 
     @cached_property
     def graph(self) -> Graph:
+        self.service_warnings  # a spec the service cannot realise stops here, with its located errors
         hashes = FileHashes()
         graph = build_graph(
             self.loaded, self.service.REGISTRY, self.endpoint.subscription_id, hashes.sha256,
@@ -75,6 +88,8 @@ class Session:
             endpoint=self.endpoint.description,
             replace=replace,
             only=only,
+            service=self.service_name,
+            warnings=self.service_warnings,
         )
         self._note_deletions(plan, observed)
         return plan, observed
@@ -82,7 +97,8 @@ class Session:
     def destroy_plan(self) -> tuple[Plan, dict[str, Observed]]:
         observed = self.observe()
         plan = build_destroy_plan(
-            self.graph, observed, spec_path=str(self.loaded.path.resolve()), endpoint=self.endpoint.description
+            self.graph, observed, spec_path=str(self.loaded.path.resolve()), endpoint=self.endpoint.description,
+            service=self.service_name, warnings=self.service_warnings,
         )
         self._note_deletions(plan, observed)
         return plan, observed

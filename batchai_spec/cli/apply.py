@@ -12,7 +12,7 @@ import typer
 from typing import TYPE_CHECKING
 
 from batchai_spec.cli.app import app, console, console_err, examples
-from batchai_spec.cli.common import EndpointOption, ParallelismOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, ParallelismOption, ServiceOption, StateDirOption, open_session
 from batchai_spec.cli.options import (
     ClusterTimeoutOption, Duration, FormatOption, JobTimeoutOption, JsonOption, LockTimeoutOption, SpecArgument,
     SpecOrPlanArgument, VarFileOption, VarOption, wants_json,
@@ -46,7 +46,7 @@ def _confirm(plan: Plan, reporter: Reporter, auto_approve: bool, json_lines: boo
         consequence = "batchai-spec will destroy the resources described above. There is no undo."
     else:
         question = "Do you want to perform these actions?"
-        consequence = f"batchai-spec will perform the actions described above on {plan.endpoint}."
+        consequence = f"batchai-spec will perform the actions described above on {plan.where}."
     lines = [question, f"  {consequence}", *(f"  Note: {note}." for note in plan.notes()), "  Only 'yes' or 'y' will be accepted to approve.", ""]
     asking = console if console.is_terminal and not json_lines else console_err
     asking.print("\n".join(lines), markup=False, highlight=False)
@@ -89,6 +89,7 @@ def apply(
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
@@ -96,7 +97,9 @@ def apply(
     json_lines = wants_json(json_lines, output_format)
     from batchai_spec.cli.options import parse_vars
     from batchai_spec.spec import read_var_file
-    from batchai_spec.plan.saved import check_still_valid, check_withheld_given, is_saved_plan, load_saved_plan
+    from batchai_spec.plan.saved import (
+        check_service, check_still_valid, check_withheld_given, is_saved_plan, load_saved_plan,
+    )
     from batchai_spec.ui.reporters import make_reporter
 
     saved = load_saved_plan(spec) if is_saved_plan(spec) else None
@@ -106,8 +109,11 @@ def apply(
         spec_path, replace, target = saved.spec_path, list(saved.replace), list(saved.only)
     else:
         spec_path = spec
+    if saved is not None:
+        check_service(saved, service, spec)
     session = open_session(
-        spec_path, var, var_file, endpoint, state_dir, parallelism, saved_variables=saved.variables if saved else None
+        spec_path, var, var_file, endpoint, state_dir, parallelism, saved_variables=saved.variables if saved else None,
+        service=service or (saved.service if saved else None),
     )
     reporter = make_reporter(console, json_lines=json_lines)
     try:
@@ -165,6 +171,7 @@ def destroy(
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 10,
 ) -> None:
@@ -173,7 +180,7 @@ def destroy(
     from batchai_spec.plan.model import Action
     from batchai_spec.ui.reporters import make_reporter
 
-    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism, require_sources=False, service=service)
     reporter = make_reporter(console, json_lines=json_lines)
     try:
         with _locked(session, "destroy", lock_timeout):
@@ -284,7 +291,7 @@ def _follow_jobs(
 def _same_spec(session: Session, var_files: list[Path] | None) -> str:
     """`SPEC` and the options that reach what this command reached, for the commands a hint names, so that they
     work as they are copied: its variables (`--var NAME=...` for one that feeds a secret: the value is not shown),
-    its var files, its state dir or endpoint."""
+    its var files, its state dir or endpoint, its service when the spec's `service:` does not say it."""
     import shlex
 
     from batchai_spec.services.azure.endpoint import DEFAULT_STATE_DIR
@@ -299,6 +306,8 @@ def _same_spec(session: Session, var_files: list[Path] | None) -> str:
     for name, value in session.loaded.variables.items():
         if name not in from_files:
             words += ["--var", f"{name}={'...' if feeds_a_secret(value, secrets) else value}"]
+    if session.service_name != session.loaded.spec.service:  # --service (or a saved plan's) chose another
+        words += ["--service", session.service_name]
     choice = session.choice
     if choice.kind != "local":
         words += ["--endpoint", choice.kind]
@@ -313,7 +322,7 @@ def _name(job: Resource) -> str:
 
 def _where_outputs_are(session: Session, job: Resource, run_id: str | None) -> list[str]:
     """Each output directory of the run (and its stdout/stderr) as a place on a file share."""
-    from batchai_spec.services.batchai.runs import spec_layout
+    from batchai_spec.services.azure.runs import spec_layout
     from batchai_spec.statuses import STDOUTERR
 
     layout = spec_layout(session.graph, job, session.endpoint.subscription_id)

@@ -15,13 +15,13 @@ from rich.text import Text
 from typing import TYPE_CHECKING
 
 from batchai_spec.cli.app import app, console
-from batchai_spec.cli.common import EndpointOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, ServiceOption, StateDirOption, open_session
 from batchai_spec.cli.options import FormatOption, JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
 from batchai_spec.cli.options import Duration, parse_duration
 from batchai_spec.errors import UserError
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI starts
-    from batchai_spec.services.batchai.runs import JobRun
+    from batchai_spec.services.azure.runs import JobRun
     from batchai_spec.statuses import JobStatus
     from batchai_spec.engine.waits import Waits
     from batchai_spec.graph import Resource
@@ -41,12 +41,12 @@ def _job(session: Session, name: str) -> Resource:
     return matches[0]
 
 
-def _open_job(spec, job, var, var_file, endpoint, state_dir) -> tuple[Session, Resource, Waits]:
+def _open_job(spec, job, var, var_file, endpoint, state_dir, service=None) -> tuple[Session, Resource, Waits]:
     """The session of a day-2 command, the job it names, and the reads that follow that job."""
     from batchai_spec.engine.waits import Waits
     from batchai_spec.ui.reporters import PlainReporter
 
-    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False, service=service)
     return session, _job(session, job), Waits(session.connection, PlainReporter())
 
 
@@ -74,6 +74,7 @@ def status(
     var: VarOption = None,
     var_file: VarFileOption = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
     output_format: FormatOption = None,
     json_lines: JsonOption = False,
@@ -83,7 +84,7 @@ def status(
     With --format json: one JSON object per resource and line instead of the table.
     """
     json_lines = wants_json(json_lines, output_format)
-    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False, service=service)
     observed = session.observe()
     addresses = list(session.graph.resources) + sorted(a for a in observed if a not in session.graph.resources)
     rows = []
@@ -101,7 +102,10 @@ def status(
         [row["address"], row["state"], row["details"], "yes" if row["owned"] else ("no" if row["exists"] else "")]
         for row in rows
     ]
-    _print_table(f"{session.graph.spec_name} on {session.endpoint.description}", ("Address", "State", "Details", "Owned"), cells)
+    from batchai_spec.services import TITLES
+
+    where = f"{session.endpoint.description} ({TITLES[session.service_name]})"
+    _print_table(f"{session.graph.spec_name} on {where}", ("Address", "State", "Details", "Owned"), cells)
 
 
 @app.command()
@@ -112,6 +116,7 @@ def logs(
     var: VarOption = None,
     var_file: VarFileOption = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
@@ -119,7 +124,7 @@ def logs(
     from batchai_spec.statuses import STDOUTERR
     from batchai_spec.engine.waits import LOG_FILES
 
-    _, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
+    _, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir, service)
     watch = waits.watch
     with service_call(resource.address, "reading the logs of"):
         if follow:
@@ -139,6 +144,7 @@ def outputs(
     var: VarOption = None,
     var_file: VarFileOption = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
     run: Annotated[
         Optional[str],
@@ -151,19 +157,24 @@ def outputs(
     The files are those of the newest run (the live job's), or of --run: its output directories and stdouterr.
     """
     from batchai_spec.services.azure.errors import service_call
-    from batchai_spec.services.batchai import runs as job_runs
+    from azure.core.exceptions import ResourceNotFoundError
 
-    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
+    from batchai_spec.services.azure import runs as job_runs
+
+    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir, service)
     clients, watch = session.clients, waits.watch
     layout = job_runs.spec_layout(session.graph, resource, session.endpoint.subscription_id)
     with service_call(resource.address, "reading the outputs of"):
-        live, missing = job_runs.live_job(clients, resource.ids)
+        try:
+            live, missing = watch.job(resource.ids), None
+        except ResourceNotFoundError as error:  # the service's answer, if no run is left on the shares either
+            live, missing = None, error
         found = job_runs.list_runs(clients, layout, live)
         if not found and missing is not None:
             raise missing
         selected = job_runs.select_run(found, run, resource.address)
         if selected.live:
-            listed = waits.outputs(resource, tuple(directory.id for directory in live.output_directories or []))
+            listed = waits.outputs(resource, live.output_directory_ids)
         else:
             shared = job_runs.run_files(clients, layout, selected.run_id)
     files = listed if selected.live else shared
@@ -227,6 +238,7 @@ def cancel(
     var: VarOption = None,
     var_file: VarFileOption = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Stop a queued or running job; its logs and outputs are kept.
@@ -239,7 +251,7 @@ def cancel(
     from batchai_spec.engine.waits import FINISHED, LOG_FILES, Backoff
     from batchai_spec.services.azure.errors import service_call
 
-    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir)
+    session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir, service)
     watch, ids, address = waits.watch, resource.ids, resource.address
 
     def retried(call):
@@ -287,11 +299,12 @@ def force_unlock(
     var: VarOption = None,
     var_file: VarFileOption = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Remove the apply lock of a spec whose holder is gone."""
     from batchai_spec.engine.lock import force_unlock as remove_lock
 
-    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False)
+    session = open_session(spec, var, var_file, endpoint, state_dir, require_sources=False, service=service)
     holder = remove_lock(session.choice.lock_dir, session.loaded.spec.name)
     console.print("No lock to remove." if holder is None else f"Removed the lock held by {holder}.")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from batchai_spec.cli.app import app, console, examples
-from batchai_spec.cli.common import EndpointOption, ParallelismOption, StateDirOption, open_session
+from batchai_spec.cli.common import EndpointOption, ParallelismOption, ServiceOption, StateDirOption, open_session
 from batchai_spec.cli.options import JsonOption, SpecArgument, VarFileOption, VarOption, wants_json
 
 
@@ -51,6 +51,7 @@ def plan(
         Optional[list[str]], typer.Option("--replace", metavar="ADDRESS", help="Plan to replace this resource.")
     ] = None,
     endpoint: EndpointOption = "local",
+    service: ServiceOption = None,
     state_dir: StateDirOption = None,
     parallelism: ParallelismOption = 16,
 ) -> None:
@@ -60,7 +61,7 @@ def plan(
     from batchai_spec.plan.render_text import render_text
     from batchai_spec.plan.saved import save_plan
 
-    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism)
+    session = open_session(spec, var, var_file, endpoint, state_dir, parallelism, service=service)
     result, _ = session.plan(replace=replace or (), only=target or ())
     if output_format is PlanFormat.json:
         console.print_json(json.dumps(result.to_json(), default=str))

@@ -82,7 +82,7 @@ class Waits:
         offsets = {name: 0 for name in LOG_FILES}
         # Ranged reads can end inside a multi-byte character: decode each file as one stream.
         decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in LOG_FILES}
-        started = time.monotonic()
+        followed = time.monotonic()  # how long the job took when the service gives no start and end
         last_state = None
         while True:
             status = self._retried(lambda: self.watch.job(job.ids))
@@ -99,7 +99,7 @@ class Waits:
                     address=job.address,
                     state=status.execution_state,
                     exit_code=status.exit_code,
-                    seconds=_duration(status, time.monotonic() - started),
+                    seconds=_duration(status, time.monotonic() - followed),
                 )
                 return status
             if time.monotonic() > deadline:

@@ -158,6 +158,8 @@ def build_plan(
     replace: Iterable[str] = (),
     only: Iterable[str] = (),
     now: float | None = None,
+    service: str = "batchai",
+    warnings: Iterable[str] = (),
 ) -> Plan:
     replace, only, registry = set(replace), set(only), graph.registry
     _check_addresses(graph, observed, replace, "--replace")
@@ -193,7 +195,10 @@ def build_plan(
         selected = _with_dependencies(graph, only)
         changes = {address: change for address, change in changes.items() if address in selected}
     _note_active_runs(changes.values(), observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, endpoint, "apply", _order(changes.values(), registry), _live_fingerprint(observed, registry))
+    return Plan(
+        graph.spec_name, spec_path, endpoint, "apply", _order(changes.values(), registry), _live_fingerprint(observed, registry),
+        service=service, warnings=list(warnings),
+    )
 
 
 def _refuse_replacing_what_others_created(
@@ -264,6 +269,8 @@ def build_destroy_plan(
     spec_path: str,
     endpoint: str,
     now: float | None = None,
+    service: str = "batchai",
+    warnings: Iterable[str] = (),
 ) -> Plan:
     """Everything the spec owns, and nothing else; the resource group only if the spec allows it. What the spec
     owns but holds others' resources is kept (a no-op with the reason), since deleting it would delete them."""
@@ -284,4 +291,7 @@ def build_destroy_plan(
     order = registry.order
     ordered = sorted(changes, key=lambda c: (-order[c.kind], c.address))
     _note_active_runs(ordered, observed, time.time() if now is None else now)
-    return Plan(graph.spec_name, spec_path, endpoint, "destroy", ordered, _live_fingerprint(observed, registry))
+    return Plan(
+        graph.spec_name, spec_path, endpoint, "destroy", ordered, _live_fingerprint(observed, registry),
+        service=service, warnings=list(warnings),
+    )

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMAT_VERSION = "1.0"
+# The services' names in words (batchai_spec.services.TITLES, which this pure module does not import).
+SERVICE_TITLES = {"batchai": "Batch AI", "batch": "Azure Batch"}
 
 
 class Action(str, enum.Enum):
@@ -58,6 +60,19 @@ class Plan:
     changes: list[ResourceChange]
     # Fingerprint of the live state the plan was computed from: a saved plan is applied only while it still holds.
     live_fingerprint: str = ""
+    service: str = "batchai"  # which service realises it ("batchai", "batch"); saved plans apply on that one only
+    # What the service realises differently than the spec reads, located: "file:line:column: key.path: message".
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def service_title(self) -> str:
+        """The service in words: "Batch AI", "Azure Batch"."""
+        return SERVICE_TITLES.get(self.service, self.service)
+
+    @property
+    def where(self) -> str:
+        """"emulator serving DIR (Azure Batch)": the endpoint and the service."""
+        return f"{self.endpoint} ({self.service_title})"
 
     @property
     def has_changes(self) -> bool:
@@ -82,6 +97,8 @@ class Plan:
             "format_version": FORMAT_VERSION,
             "spec": {"name": self.spec_name, "path": self.spec_path},
             "target": self.endpoint,  # the format's name for it since 1.0
+            "service": self.service,  # new keys of 1.0: readers of 1.0 without them read "batchai" and []
+            "warnings": list(self.warnings),
             "operation": self.operation,
             "has_changes": self.has_changes,
             "summary": {

@@ -16,7 +16,14 @@ def _escape(cell: str) -> str:
 
 def render_markdown(plan: Plan, limit: int = GITHUB_COMMENT_LIMIT) -> str:
     title = "destroy" if plan.operation == "destroy" else "plan"
-    head = [f"### batchai-spec {title}: `{plan.spec_name}`", "", f"**{plan.summary()}** Target: {plan.endpoint}.", ""]
+    head = [
+        f"### batchai-spec {title}: `{plan.spec_name}`",
+        "",
+        f"**{plan.summary()}** Target: {plan.endpoint}. Service: {plan.service_title}.",
+        "",
+    ]
+    if plan.warnings:  # what the service realises differently than the spec reads
+        head += ["> [!NOTE]", f"> {plan.service_title} warnings:", *(f"> - {_escape(warning)}" for warning in plan.warnings), ""]
     if plan.notes():  # a GitHub alert: what a reviewer must know before approving
         head += ["> [!WARNING]", *(f"> - {_escape(note)}" for note in plan.notes()), ""]
     changed = [change for change in plan.changes if change.action is not Action.NO_OP]

@@ -63,9 +63,14 @@ def change_lines(change: ResourceChange) -> list[tuple[str, str]]:
 
 def render_text(plan: Plan) -> Text:
     text = Text()
+    for warning in plan.warnings:  # what the service realises differently than the spec reads, before the changes
+        text.append("Warning: ", style="bold yellow")
+        text.append(f"{warning}\n")
+    if plan.warnings:
+        text.append("\n")
     if plan.has_changes:
         verb = "destroy" if plan.operation == "destroy" else "apply"
-        text.append(f"batchai-spec will {verb} the following changes on {plan.endpoint}:\n\n")
+        text.append(f"batchai-spec will {verb} the following changes on {plan.where}:\n\n")
         for change in plan.changes:
             if change.action is Action.NO_OP:
                 continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from batchai_spec.errors import UserError
-from batchai_spec.plan.model import FORMAT_VERSION, Plan
+from batchai_spec.plan.model import FORMAT_VERSION, SERVICE_TITLES, Plan
 
 KIND = "batchai-spec-plan"
 
@@ -28,6 +28,7 @@ class SavedPlan:
     variables: Mapping[str, Any]
     # Variables whose values were not saved because they feed a secret: `apply FILE --var NAME=...` gives them.
     withheld: tuple[str, ...]
+    service: str = "batchai"  # the service it was planned for (plans saved before services had none: Batch AI)
 
 
 def _leaves(value: Any) -> Iterator[str]:
@@ -94,6 +95,7 @@ def load_saved_plan(path: Path) -> SavedPlan:
             content_fingerprint=plan["content_fingerprint"],
             variables=dict(document.get("variables", {})),
             withheld=tuple(document.get("withheld_variables", ())),
+            service=str(plan.get("service", "batchai")),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"{path} is not a saved plan of batchai-spec {FORMAT_VERSION}: {error}") from error
@@ -106,6 +108,16 @@ def check_withheld_given(saved: SavedPlan, given: Iterable[str], path: Path) -> 
         flags = " ".join(f"--var {name}=..." for name in missing)
         raise UserError(
             f"{path} was saved without the values that feed secrets: apply it with {flags} (or a --var-file with them)"
+        )
+
+
+def check_service(saved: SavedPlan, service: str | None, path: Path) -> None:
+    """`service`: --service (or BATCHAI_SPEC_SERVICE), None when not given. A plan is applied on the service it was
+    planned for, and on no other."""
+    if service is not None and service != saved.service:
+        raise UserError(
+            f"{path} was planned for {SERVICE_TITLES.get(saved.service, saved.service)} (--service {saved.service}); it cannot "
+            f"be applied with --service {service}: apply it without --service, or plan again with --service {service}"
         )
 
 

@@ -11,8 +11,10 @@ from types import ModuleType
 
 from batchai_spec.errors import UserError
 
-SERVICES = ("batchai",)
+SERVICES = ("batchai", "batch")
 DEFAULT_SERVICE = "batchai"
+# How plans, status and messages name each service.
+TITLES = {"batchai": "Batch AI", "batch": "Azure Batch"}
 
 
 def service_named(name: str) -> ModuleType:

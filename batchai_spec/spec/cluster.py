@@ -61,6 +61,11 @@ class ImageReference(SpecModel):
     virtual_machine_image_id: ArmResourceId | None = Field(
         None, description="ARM id of a custom image; publisher/offer/sku then describe its base image."
     )
+    node_agent_sku_id: NonEmptyText | None = Field(
+        None,
+        description="Azure Batch only: the node agent SKU, e.g. batch.node.ubuntu 22.04; derived from a table of "
+        "supported images when absent.",
+    )
 
 
 DEFAULT_IMAGE = ImageReference(publisher="Canonical", offer="UbuntuServer", sku="16.04-LTS", version="latest")
@@ -116,7 +121,11 @@ class Cluster(SpecModel):
     )
     vm_priority: Literal["dedicated", "lowpriority"] = Field("dedicated", description="Dedicated or pre-emptible low-priority VMs.")
     scale: ScaleSettings = Field(description="Exactly one of `manual` or `auto`.")
-    image: ImageReference = Field(DEFAULT_IMAGE, description="OS image of the nodes (the service's default: Ubuntu 16.04 LTS).")
+    image: ImageReference | None = Field(
+        None,
+        description="OS image of the nodes; default: the service's own: Batch AI Ubuntu 16.04 LTS (Canonical UbuntuServer "
+        "16.04-LTS), Azure Batch Ubuntu HPC 22.04 (microsoft-dsvm ubuntu-hpc 2204, node agent batch.node.ubuntu 22.04).",
+    )
     user_account: UserAccount = Field(description="Administrator account on the nodes.")
     node_setup: NodeSetup | None = Field(None, description="Setup task, mounts and performance counters of the nodes.")
     subnet_id: ArmResourceId | None = Field(None, description="ARM id of a virtual network subnet for the nodes.")

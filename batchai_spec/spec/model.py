@@ -43,21 +43,32 @@ class ResourceGroup(SpecModel):
 
 
 class Workspace(SpecModel):
-    name: ResourceName = Field(description="Batch AI workspace name (letters, digits, -, _; 1-64).")
+    name: ResourceName = Field(
+        description="Batch AI workspace name (letters, digits, -, _; 1-64); on Azure Batch the Batch account's name "
+        "(3-24 lowercase letters and digits)."
+    )
     location: Location | None = Field(None, description="Azure region; defaults to the resource group's location.")
     tags: Tags = Field({}, description="Tags of the workspace (batchai-spec adds its ownership tags).")
 
 
 class Spec(SpecModel):
-    """A batchai-spec file: everything needed to train on Azure Batch AI, reconciled by plan / apply / destroy."""
+    """A batchai-spec file: everything needed to train on Azure Batch AI or Azure Batch, reconciled by plan / apply /
+    destroy."""
 
     model_config = SpecModel.model_config | {"title": "batchai-spec"}
 
     version: Literal[1] = Field(description="Version of the spec format: 1.")
     name: ResourceName = Field(description="Identity of the spec, recorded in ownership tags (letters, digits, -, _; 1-64).")
+    service: Literal["batchai", "batch"] = Field(
+        "batchai",
+        description="Which Azure service realises the spec: batchai (the quickstart's own, retired 2019; the local "
+        "emulator serves it) or batch (Azure Batch, alive today); `--service` overrides it.",
+    )
     resource_group: ResourceGroup = Field(description="The resource group holding everything.")
     storage: Storage | None = Field(None, description="Storage account and file shares with their directories and uploads.")
-    workspace: Workspace = Field(description="The Batch AI workspace holding file servers, clusters and experiments.")
+    workspace: Workspace = Field(
+        description="The Batch AI workspace holding file servers, clusters and experiments (on Azure Batch: the Batch account)."
+    )
     file_servers: tuple[FileServer, ...] = Field((), description="NFS file servers that clusters and jobs mount by name.")
     clusters: tuple[Cluster, ...] = Field((), description="GPU clusters.")
     experiments: tuple[Experiment, ...] = Field((), description="Experiments and their jobs.")

@@ -25,6 +25,7 @@ def test_validate_summarises_the_sample(monkeypatch, capsys):
     assert out.splitlines() == [
         "specs/mnist-cntk.yaml: valid",
         "  spec             mnist-cntk (version 1)",
+        "  service          Batch AI (batchai)",
         "  resource group   myresourcegroup in eastus, kept by destroy",
         "  storage account  mnistcntkstore: Standard_LRS StorageV2 in eastus, created by the spec",
         "  file share       batchaiquickstart: 10 GiB, 1 directory, 3 uploads",
@@ -34,7 +35,7 @@ def test_validate_summarises_the_sample(monkeypatch, capsys):
         "    job            myjob: cntk on mycluster, 1 node in microsoft/cntk:2.1-gpu-python3.5-cuda8.0-cudnn6.0",
     ]
     if not Path("data/mnist/Train-28x28_cntk_text.txt").exists():
-        assert "Warning: specs/mnist-cntk.yaml:22:19: storage.file_shares[0].uploads[1].source:" in err
+        assert "Warning: specs/mnist-cntk.yaml:23:19: storage.file_shares[0].uploads[1].source:" in err
         assert "produce it with: python training/prepare_mnist.py (needed by plan and apply)" in err
 
 

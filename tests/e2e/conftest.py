@@ -31,8 +31,15 @@ def e2e_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ru
 
 
 @pytest.fixture
-def project(tmp_path: Path, e2e_emulator: RunningEmulator) -> Iterator[Project]:
-    project = Project(tmp_path / "project", e2e_emulator)
+def service() -> str:
+    """The service the project is realised on: Batch AI unless a test is parametrised over `service`
+    (`project.BOTH_SERVICES`, or `"batch"` alone), which overrides this fixture."""
+    return "batchai"
+
+
+@pytest.fixture
+def project(tmp_path: Path, e2e_emulator: RunningEmulator, service: str) -> Iterator[Project]:
+    project = Project(tmp_path / "project", e2e_emulator, service)
     yield project
     # Gated setup tasks and jobs are real processes: let them end with the test.
     project.open_gates()
@@ -79,7 +86,7 @@ class BackgroundProject(Project):
 
     def forget_clients(self) -> None:
         """After the emulator was restarted (new ports): the SDK clients of the checks connect anew."""
-        for name in ("admin", "resource_client", "storage_client", "batchai"):
+        for name in ("admin", "resource_client", "storage_client", "batchai", "batch_mgmt"):
             self.__dict__.pop(name, None)
 
 

@@ -1,6 +1,13 @@
 """A small training project in a temporary directory, and the CLI run on it as a user runs it: a subprocess
 `python -m batchai_spec ... --state-dir DIR` against the emulator the test serves on DIR.
 
+The project is realised on one service, `Project.service` (the `service` fixture: `batchai` unless a test is
+parametrised over `SERVICES`, as `BOTH_SERVICES` does): on `batch` its spec says `service: batch`, so that every
+command reaches Azure Batch and the commands its hints print carry no `--service`. The checks that read the emulator
+directly (`job()`, `cluster()`, ...) read the chosen service through its own SDKs: azure-mgmt-batchai for Batch AI,
+azure-mgmt-batch and azure-batch for Azure Batch, the latter seen through `BatchJob`/`BatchPool`, which answer the
+attributes the tests read from Batch AI's models.
+
 Every run is checked for what must never be in an output: a traceback, or one of the spec's secrets.
 """
 
@@ -15,8 +22,14 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
+import pytest
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import ResourceNotFoundError
+from azure.mgmt.batch import BatchManagementClient
 from azure.mgmt.batchai import BatchAI
 from azure.mgmt.batchai import models as batchai_models
 from azure.storage.fileshare import ShareClient
@@ -42,10 +55,23 @@ SECRETS = {
     "E2E_REGISTRY_PASSWORD": "reg-pw-9a6e05c3",
 }
 
+# The workspace's name is a valid Batch account name too (3-24 lowercase letters and digits).
 RESOURCE_GROUP, ACCOUNT, SHARE, WORKSPACE, CLUSTER, EXPERIMENT, JOB = (
-    "e2e-rg", "e2estore", "e2eshare", "e2e-ws", "gpu", "exp", "train"
+    "e2e-rg", "e2estore", "e2eshare", "e2ews", "gpu", "exp", "train"
 )
 JOB_NAME = f"{EXPERIMENT}/{JOB}"
+
+SERVICES = ("batchai", "batch")
+# A test (or a module's `pytestmark`) run on both services: it overrides the `service` fixture (conftest.py).
+BOTH_SERVICES = pytest.mark.parametrize("service", SERVICES)
+# The resources an apply from nothing adds: Azure Batch adds the launcher's directories and file to the share.
+RESOURCES = {"batchai": 11, "batch": 14}
+# The error code of a run that exited with a failure, in the service's own words: Batch AI's job error, Batch's task
+# failure.
+FAILED = {"batchai": "JobFailed", "batch": "FailureExitCode"}
+# The Batch job's one task (services/batch/bodies.TASK_ID) and its id of the spec's job (bodies.job_id), as the
+# service lists them: the tests read them through the SDK as anyone would.
+BATCH_TASK = "run"
 
 SPEC = """\
 version: 1
@@ -65,7 +91,7 @@ storage:
         - source: ../data/*.txt
           destination: sample/
 workspace:
-  name: e2e-ws
+  name: e2ews
 clusters:
   - name: gpu
     vm_size: "{{ vars.vm_size | default('STANDARD_NC6') }}"
@@ -79,9 +105,19 @@ clusters:
         azure_file_shares:
           - share: e2eshare
             relative_mount_path: afs
-{%- if vars.setup_gate is defined %}
+{%- if vars.setup_gate is defined or vars.setup is defined %}
       setup_task:
+{%- if vars.setup_gate is defined %}
         command_line: "for wait in $(seq 1200); do [ -e {{ vars.setup_gate }} ] && exit 0; sleep 0.1; done; exit 1"
+{%- elif vars.setup == 'fail' %}
+        command_line: "echo the setup failed on purpose >&2; exit 7"
+{%- elif vars.setup == 'secret' %}
+        command_line: 'test -n "$E2E_SETUP_SECRET" && echo received > $AZ_BATCHAI_MOUNT_ROOT/afs/setup-secret.txt'
+        secrets:
+          E2E_SETUP_SECRET: "{{ env.E2E_ADMIN_PASSWORD }}"
+{%- else %}
+        command_line: "echo setup {{ vars.setup }}"
+{%- endif %}
         std_out_err_path_prefix: $AZ_BATCHAI_MOUNT_ROOT/afs
 {%- endif %}
 experiments:
@@ -176,21 +212,27 @@ def changes(plan: dict[str, Any]) -> dict[str, str]:
     return {change["address"]: change["action"] for change in plan["changes"] if change["action"] != "no-op"}
 
 
+def spec_for(service: str, text: str = SPEC) -> str:
+    """A spec text that names its service (Batch AI, the default, is left unnamed)."""
+    return text if service == "batchai" else text.replace("name: e2e\n", f"name: e2e\nservice: {service}\n", 1)
+
+
 @dataclass(repr=False)
 class Project:
     root: Path
     emulator: RunningEmulator
+    service: str = "batchai"
     runs: list[Run] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return f"Project({self.root})"
+        return f"Project({self.root}, {self.service})"
 
     def __post_init__(self) -> None:
         (self.root / "specs").mkdir(parents=True)
         (self.root / "training").mkdir()
         (self.root / "data").mkdir()
         (self.root / "pyproject.toml").write_text("[project]\nname = 'e2e-training'\n")
-        self.spec.write_text(SPEC)
+        self.spec.write_text(spec_for(self.service))
         (self.root / "training" / "train.py").write_text(TRAIN_SCRIPT)
         for name, content in DATA.items():
             (self.root / "data" / name).write_bytes(content)
@@ -224,7 +266,7 @@ class Project:
         ]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        environment = {key: value for key, value in os.environ.items() if not key.startswith(("NO_COLOR", "FORCE_COLOR"))}
+        environment = {key: value for key, value in os.environ.items() if not key.startswith(("NO_COLOR", "FORCE_COLOR", "BATCHAI_SPEC_SERVICE"))}
         environment.update(SECRETS)
         environment.update({"BATCHAI_EMULATOR_DELAY_SCALE": "0", "PYTHONPATH": str(REPOSITORY), "COLUMNS": "200"})
         environment.update(extra or {})
@@ -293,6 +335,20 @@ class Project:
         endpoint = self.emulator.endpoint
         return BatchAI(StaticTokenCredential(endpoint.token), endpoint.subscription_id, **arm_clients_options(endpoint))
 
+    @cached_property
+    def batch_mgmt(self) -> BatchManagementClient:
+        endpoint = self.emulator.endpoint
+        return BatchManagementClient(StaticTokenCredential(endpoint.token), endpoint.subscription_id, **arm_clients_options(endpoint))
+
+    @property
+    def batch(self) -> BatchClient:
+        """The data plane of the spec's Batch account, with its key of now (a destroyed and re-made account has new
+        keys); no retries, so that a check sees every answer."""
+        endpoint = self.emulator.endpoint
+        key = self.batch_mgmt.batch_account.get_keys(RESOURCE_GROUP, WORKSPACE).primary
+        return BatchClient(endpoint.batch_endpoint(WORKSPACE), AzureNamedKeyCredential(WORKSPACE, key),
+                           connection_verify=endpoint.ca_cert, retry_total=0)
+
     def share(self, account: str = ACCOUNT, share: str = SHARE) -> ShareClient:
         key = self.storage_client.storage_accounts.list_keys(RESOURCE_GROUP, account).keys[0].value
         return share_service_for(self.emulator.endpoint, account, key).get_share_client(share)
@@ -300,13 +356,44 @@ class Project:
     def share_file(self, path: str) -> bytes:
         return self.share().get_file_client(path).download_file().readall()
 
-    def jobs(self) -> list[batchai_models.Job]:
+    def _batch_jobs(self, client: BatchClient | None = None) -> list[BatchJob]:
+        """The spec's jobs in the Batch account: those whose metadata names them (a job made by hand has none)."""
+        client = client or self.batch
+        found = []
+        for job in client.list_jobs():
+            metadata = {item.name: item.value for item in job.metadata or ()}
+            if "batchaispec_job" in metadata:
+                try:
+                    task = client.get_task(job.id, BATCH_TASK)
+                except ResourceNotFoundError:
+                    task = None
+                found.append(BatchJob(job, task, metadata, self.emulator.endpoint.subscription_id))
+        return found
+
+    def jobs(self) -> list[Any]:
+        if self.service == "batch":
+            return self._batch_jobs()
         return list(self.batchai.jobs.list_by_experiment(RESOURCE_GROUP, WORKSPACE, EXPERIMENT))
 
-    def job(self) -> batchai_models.Job:
+    def job(self) -> Any:
+        """The spec's job: Batch AI's model, or a `BatchJob` that answers the same attributes."""
+        if self.service == "batch":
+            found = [job for job in self._batch_jobs() if (job.experiment, job.name) == (EXPERIMENT, JOB)]
+            if not found:
+                raise ResourceNotFoundError(f"no Batch job of {JOB_NAME}")
+            (job,) = found
+            return job
         return self.batchai.jobs.get(RESOURCE_GROUP, WORKSPACE, EXPERIMENT, JOB)
 
-    def wait_for_job(self, timeout_s: float = 60, states: tuple[str, ...] = ("succeeded", "failed")) -> batchai_models.Job:
+    def delete_job(self) -> None:
+        """The spec's job deleted behind the tool's back."""
+        if self.service == "batch":
+            batch = self.batch
+            batch.begin_delete_job(self.job().id, polling_interval=0.05).result()
+        else:
+            self.batchai.jobs.begin_delete(RESOURCE_GROUP, WORKSPACE, EXPERIMENT, JOB).result()
+
+    def wait_for_job(self, timeout_s: float = 60, states: tuple[str, ...] = ("succeeded", "failed")) -> Any:
         """The job once it is in one of `states`: by default, once it has ended (a killed CLI leaves it running)."""
         deadline = time.monotonic() + timeout_s
         backoff = Backoff(first=0.05, most=1.0)
@@ -325,8 +412,49 @@ class Project:
             assert self.share_file(f"sample/{name}") == content
         assert self.share_file("sample/train.py") == (self.root / "training" / "train.py").read_bytes()
 
-    def cluster(self, name: str = CLUSTER) -> batchai_models.Cluster:
+    def cluster(self, name: str = CLUSTER) -> Any:
+        """The cluster: Batch AI's model, or a `BatchPool` that answers the same attributes."""
+        if self.service == "batch":
+            return BatchPool(self.batch_mgmt.pool.get(RESOURCE_GROUP, WORKSPACE, name))
         return self.batchai.clusters.get(RESOURCE_GROUP, WORKSPACE, name)
+
+    def cluster_nodes(self, name: str = CLUSTER) -> tuple[int, int]:
+        """(the nodes asked for, the nodes there) of a manually scaled cluster."""
+        cluster = self.cluster(name)
+        if self.service == "batch":
+            return cluster.target_node_count, cluster.current_node_count
+        return cluster.scale_settings.manual.target_node_count, cluster.current_node_count
+
+    def foreign_cluster(self, name: str) -> None:
+        """A cluster of nobody's spec in the spec's workspace (someone else's, made with the SDK), with no nodes."""
+        if self.service == "batch":
+            body = {"properties": {
+                "vmSize": "STANDARD_NC6",
+                "deploymentConfiguration": {"virtualMachineConfiguration": {
+                    "imageReference": {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204", "version": "latest"},
+                    "nodeAgentSkuId": "batch.node.ubuntu 22.04",
+                }},
+                "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0}},
+            }}
+            self.batch_mgmt.pool.create(RESOURCE_GROUP, WORKSPACE, name, body)
+            return
+        parameters = batchai_models.ClusterCreateParameters(
+            vm_size="STANDARD_NC6",
+            scale_settings=batchai_models.ScaleSettings(manual=batchai_models.ManualScaleSettings(target_node_count=0)),
+            user_account_settings=batchai_models.UserAccountSettings(admin_user_name="other", admin_user_password="x-Pw-1"),
+        )
+        self.batchai.clusters.begin_create(RESOURCE_GROUP, WORKSPACE, name, parameters).result()
+
+    def workspaces(self) -> list[str]:
+        """The names of the workspaces (Batch accounts) in the spec's resource group."""
+        if self.service == "batch":
+            return [account.name for account in self.batch_mgmt.batch_account.list_by_resource_group(RESOURCE_GROUP)]
+        return [workspace.name for workspace in self.batchai.workspaces.list_by_resource_group(RESOURCE_GROUP)]
+
+    def workspace_tags(self) -> dict[str, str]:
+        if self.service == "batch":
+            return dict(self.batch_mgmt.batch_account.get(RESOURCE_GROUP, WORKSPACE).tags or {})
+        return dict(self.batchai.workspaces.get(RESOURCE_GROUP, WORKSPACE).tags or {})
 
     def job_runs(self) -> list[str]:
         """The output directories (one per run, named by its uuid) the job's runs left on the share."""
@@ -339,6 +467,91 @@ class Project:
         for path in self.state_dir.rglob("*"):
             if path.is_file() and not path.name.startswith("state.sqlite3"):
                 yield path
+
+
+@dataclass
+class BatchJob:
+    """A Batch job of the spec and its task, answering what the tests read of a Batch AI job: its name, its
+    execution state (Batch AI's words), its run's output directory segment (the run's uuid is in the job's
+    metadata), its exit code, start and errors."""
+
+    job: Any  # azure.batch.models.BatchJob
+    task: Any  # its task, None before it is made
+    metadata: dict[str, str]
+    subscription_id: str
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def name(self) -> str:
+        return self.metadata["batchaispec_job"]
+
+    @property
+    def experiment(self) -> str:
+        return self.metadata["batchaispec_experiment"]
+
+    @property
+    def execution_state(self) -> str:
+        """In Batch AI's words, as the adapter reads it (the tests check what the tool does with it)."""
+        from batchai_spec.services.batch.watch import run_state
+
+        return run_state(self.job, self.task)
+
+    @property
+    def job_output_directory_path_segment(self) -> str:
+        return (
+            f"{self.subscription_id}/{RESOURCE_GROUP}/workspaces/{WORKSPACE}/experiments/{self.experiment}"
+            f"/jobs/{self.name}/{self.metadata['batchaispec_run']}"
+        )
+
+    @property
+    def execution_info(self) -> SimpleNamespace:
+        info = self.task.execution_info if self.task is not None else None
+        errors = []
+        if info is not None and info.failure_info is not None:
+            errors.append(SimpleNamespace(code=info.failure_info.code, message=info.failure_info.message))
+        if self.job.execution_info is not None and self.job.execution_info.termination_reason == "UserTerminate":
+            errors.append(SimpleNamespace(code="JobTerminated", message="terminated by the user"))
+        return SimpleNamespace(
+            exit_code=info.exit_code if info is not None else None,
+            start_time=(info.start_time if info is not None else None) or (self.job.execution_info.start_time if self.job.execution_info else None),
+            end_time=info.end_time if info is not None else None,
+            errors=errors,
+        )
+
+
+@dataclass
+class BatchPool:
+    """A pool as ARM answers it (azure-mgmt-batch), answering what the tests read of a Batch AI cluster."""
+
+    pool: Any
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def properties(self) -> Any:
+        return self.pool.properties
+
+    @property
+    def vm_size(self) -> str:
+        return self.properties.vm_size
+
+    @property
+    def creation_time(self):
+        return self.properties.creation_time
+
+    @property
+    def current_node_count(self) -> int:
+        return (self.properties.current_dedicated_nodes or 0) + (self.properties.current_low_priority_nodes or 0)
+
+    @property
+    def target_node_count(self) -> int:
+        fixed = self.properties.scale_settings.fixed_scale
+        return (fixed.target_dedicated_nodes or 0) + (fixed.target_low_priority_nodes or 0)
 
 
 def read_until(process: subprocess.Popen, predicate, limit: int = 10_000) -> tuple[str, dict[str, Any] | None]:

@@ -1,4 +1,4 @@
-"""apply from nothing, apply again, a changed input, cluster changes, saved plans, a failing job."""
+"""apply from nothing, apply again, a changed input, cluster changes, saved plans, a failing job: on both services."""
 
 from __future__ import annotations
 
@@ -8,9 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.project import ACCOUNT, CLUSTER, JOB_NAME, RESOURCE_GROUP, SHARE, WORKSPACE, Project, changes, model_bytes
+from tests.e2e.project import (
+    ACCOUNT, BOTH_SERVICES, CLUSTER, FAILED, JOB_NAME, RESOURCE_GROUP, RESOURCES, SHARE, WORKSPACE,
+    Project, changes, model_bytes,
+)
+
+pytestmark = BOTH_SERVICES
 
 JOB_ADDRESS = f"job.{JOB_NAME}"
+# The field of the node count in a cluster's plan, on each service.
+NODE_COUNT_FIELD = {"batchai": "scale_settings.manual.target_node_count", "batch": "scale_settings.fixed_scale.target_dedicated_nodes"}
+
+
+def _complete(project: Project) -> str:
+    return f"Apply complete! Resources: {RESOURCES[project.service]} added, 0 changed, 0 replaced, 0 destroyed."
 
 
 def test_apply_from_nothing_runs_the_job_and_downloads_its_outputs(project: Project, tmp_path):
@@ -21,7 +32,7 @@ def test_apply_from_nothing_runs_the_job_and_downloads_its_outputs(project: Proj
     assert "job.exp/train: succeeded, exit code 0" in run.stdout
     for listed in (f"MODEL/model_0.dnn ({len(model_bytes(0))} bytes)", "stdouterr/stdout.txt", "stdouterr/stderr.txt"):
         assert f"job.exp/train: {listed}" in run.stdout
-    assert "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed." in run.stdout
+    assert _complete(project) in run.stdout
     assert project.job().execution_state == "succeeded"
     job_dir = downloads / "exp" / "train"
     for epoch in range(3):
@@ -69,12 +80,11 @@ def test_scale_is_changed_in_place_and_a_new_vm_size_replaces_the_cluster(projec
     project.cli("apply", "-y")
     created = project.cluster().creation_time
     plan = project.cli("plan", "--var", "nodes=2")
-    assert "~ cluster.gpu" in plan.stdout and "scale_settings.manual.target_node_count = 1 -> 2" in plan.stdout
+    assert "~ cluster.gpu" in plan.stdout and f"{NODE_COUNT_FIELD[project.service]} = 1 -> 2" in plan.stdout
     scaled = project.cli("apply", "-y", "--var", "nodes=2", "--json")
     assert changes(scaled.plan()) == {f"cluster.{CLUSTER}": "update"}
-    cluster = project.cluster()
-    assert cluster.creation_time == created
-    assert (cluster.scale_settings.manual.target_node_count, cluster.current_node_count) == (2, 2)
+    assert project.cluster().creation_time == created
+    assert project.cluster_nodes() == (2, 2)
 
     resized = project.cli("apply", "-y", "--var", "nodes=2", "--var", "vm_size=STANDARD_NC12", "--json")
     assert changes(resized.plan()) == {f"cluster.{CLUSTER}": "replace"}
@@ -108,8 +118,10 @@ def test_a_failing_job_makes_apply_exit_3_with_its_stderr_once_and_no_success_li
     assert run.stdout.count("stand-in: no real training here") == 1
     assert "Apply complete" not in run.output
     (error,) = run.stderr.splitlines()
-    assert error.startswith("Error: job.exp/train failed with exit code 4 (JobFailed: ")
-    assert error.endswith("; its stderr is above; the changes were applied (11 added, 0 changed, 0 replaced, 0 destroyed)")
+    assert error.startswith(f"Error: job.exp/train failed with exit code 4 ({FAILED[project.service]}: ")
+    assert error.endswith(
+        f"; its stderr is above; the changes were applied ({RESOURCES[project.service]} added, 0 changed, 0 replaced, 0 destroyed)"
+    )
     assert project.job().execution_info.exit_code == 4
 
 
@@ -160,7 +172,7 @@ def test_apply_ends_saying_where_the_outputs_are_and_how_to_get_them(project: Pr
     assert downloaded.returncode == 0, downloaded.stderr
     assert (tmp_path / "out" / "MODEL" / "model_2.dnn").read_bytes() == model_bytes(2)
     assert project.share_file(f"{segment}/outputs/Models/model_2.dnn") == model_bytes(2)
-    assert lines[-1] == "Apply complete! Resources: 11 added, 0 changed, 0 replaced, 0 destroyed."
+    assert lines[-1] == _complete(project)
 
 
 def test_tags_a_quota_and_a_sku_change_in_place_of_every_kind_that_allows_it(project: Project):
@@ -170,7 +182,7 @@ def test_tags_a_quota_and_a_sku_change_in_place_of_every_kind_that_allows_it(pro
         "  location: westeurope\n": "  location: westeurope\n  tags: {team: ml}\n",  # the resource group's
         "    name: e2estore\n": "    name: e2estore\n    sku: Standard_GRS\n",
         "      quota_gb: 1\n": "      quota_gb: 2\n",
-        "  name: e2e-ws\n": "  name: e2e-ws\n  tags: {stage: test}\n",
+        "  name: e2ews\n": "  name: e2ews\n  tags: {stage: test}\n",
     }
     for old, new in edits.items():
         assert text.count(old) == 1, old
@@ -185,5 +197,5 @@ def test_tags_a_quota_and_a_sku_change_in_place_of_every_kind_that_allows_it(pro
     }
     assert project.share().get_share_properties().quota == 2
     assert project.storage_client.storage_accounts.get_properties(RESOURCE_GROUP, ACCOUNT).sku.name == "Standard_GRS"
-    assert project.batchai.workspaces.get(RESOURCE_GROUP, WORKSPACE).tags["stage"] == "test"
+    assert project.workspace_tags()["stage"] == "test"
     project.assert_converged()

@@ -10,7 +10,8 @@ import pexpect
 from azure.core.exceptions import ResourceExistsError
 
 from tests.e2e.project import (
-    ACCOUNT, CLI_TIMEOUT_S, EXPERIMENT, JOB, JOB_NAME, REPOSITORY, RESOURCE_GROUP, SHARE, WORKSPACE, Project, model_bytes,
+    ACCOUNT, BOTH_SERVICES, CLI_TIMEOUT_S, FAILED, JOB_NAME, REPOSITORY, RESOURCE_GROUP, SHARE, Project,
+    model_bytes,
 )
 
 
@@ -19,6 +20,7 @@ def _row(table: str, address: str) -> str:
     return row
 
 
+@BOTH_SERVICES
 def test_no_wait_returns_once_submitted_and_the_day2_commands_follow_the_job(project: Project, tmp_path):
     gate = project.gate("job")
     gated = ("--var", f"job_gate={gate}")
@@ -52,6 +54,7 @@ def test_no_wait_returns_once_submitted_and_the_day2_commands_follow_the_job(pro
     assert (downloads / "stdouterr" / "stderr.txt").read_text() == "stand-in: no real training here\n"
 
 
+@BOTH_SERVICES
 def test_day2_commands_about_a_job_that_is_not_there_say_so_in_one_line(project: Project):
     run = project.cli("logs", "nosuchjob", expect=1)
     assert run.stderr.strip() == "Error: 'nosuchjob' is not a job of this spec (jobs: exp/train)"
@@ -87,6 +90,7 @@ def _share_bytes(project: Project, *parts: str) -> int:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
+@BOTH_SERVICES
 def test_outputs_lists_every_run_of_a_replaced_job_newest_first_and_downloads_each(project: Project, tmp_path):
     project.cli("apply", "-y")
     first = project.job().job_output_directory_path_segment.rsplit("/", 1)[1]
@@ -99,11 +103,12 @@ def test_outputs_lists_every_run_of_a_replaced_job_newest_first_and_downloads_ea
     listed = project.cli("outputs", JOB_NAME, "--var", "exit_code=7").stdout
     runs = _plain_table(listed, f"Runs of job.{JOB_NAME}, newest first")
     assert [row[0] for row in runs] == [second, first]
-    assert [row[2:4] for row in runs] == [["failed (JobFailed)", "7"], ["succeeded", "0"]]
+    failed_state = f"failed ({FAILED[project.service]})"
+    assert [row[2:4] for row in runs] == [[failed_state, "7"], ["succeeded", "0"]]
     assert [int(row[4].replace(",", "")) for row in runs] == [_share_bytes(project, parent, run) for run in (second, first)]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row[1]) for row in runs)
     assert runs[0][1] >= runs[1][1]
-    assert f"Files of run {second} (failed (JobFailed), exit code 7)" in listed  # the newest, from the live job
+    assert f"Files of run {second} ({failed_state}, exit code 7)" in listed  # the newest, from the live job
 
     # The earlier run, by a prefix of its id: its files come from the share.
     earlier = tmp_path / "earlier"
@@ -126,7 +131,7 @@ def test_outputs_lists_every_run_of_a_replaced_job_newest_first_and_downloads_ea
     assert unknown.stderr.strip() == f"Error: job.{JOB_NAME} has no run 'zz' (runs: {second}, {first})"
 
     # A job deleted behind the tool's back leaves a run without a record: its directory's time, exit code unknown.
-    project.batchai.jobs.begin_delete(RESOURCE_GROUP, WORKSPACE, EXPERIMENT, JOB).result()
+    project.delete_job()
     orphaned = project.cli("outputs", JOB_NAME).stdout
     runs = _plain_table(orphaned, f"Runs of job.{JOB_NAME}, newest first")
     assert [row[0] for row in runs] == [second, first]
@@ -162,7 +167,7 @@ def test_a_replaced_run_is_recorded_on_its_directory_once_also_when_its_delete_i
 
 def test_share_outputs_counts_the_runs_and_bytes_a_share_holds(project: Project):
     from batchai_spec.services.azure.clients import Clients
-    from batchai_spec.services.batchai.runs import share_outputs
+    from batchai_spec.services.azure.runs import share_outputs
     from batchai_spec.services.azure.endpoint import local_endpoint
 
     clients = Clients(local_endpoint(project.state_dir))

@@ -7,27 +7,19 @@ import re
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.mgmt.batchai import models as batchai_models
 
-from tests.e2e.project import RESOURCE_GROUP, WORKSPACE, Project
+from tests.e2e.project import BOTH_SERVICES, RESOURCE_GROUP, WORKSPACE, Project
+
+pytestmark = BOTH_SERVICES
 
 FOREIGN_TAGS = {"team": "vision"}
-
-
-def _foreign_cluster(project: Project) -> None:
-    parameters = batchai_models.ClusterCreateParameters(
-        vm_size="STANDARD_NC6",
-        scale_settings=batchai_models.ScaleSettings(manual=batchai_models.ManualScaleSettings(target_node_count=0)),
-        user_account_settings=batchai_models.UserAccountSettings(admin_user_name="other", admin_user_password="x-Pw-1"),
-    )
-    project.batchai.clusters.begin_create(RESOURCE_GROUP, WORKSPACE, "theirs", parameters).result()
 
 
 def test_destroy_leaves_what_it_does_not_own_and_a_second_destroy_finds_nothing(project: Project):
     project.resource_client.resource_groups.create_or_update(RESOURCE_GROUP, {"location": "westeurope", "tags": FOREIGN_TAGS})
     project.cli("apply", "-y")
     project.share(share="theirs").create_share()
-    _foreign_cluster(project)
+    project.foreign_cluster("theirs")
 
     run = project.cli("destroy", "-y")
     assert "Destroy complete" in run.stdout
@@ -53,7 +45,7 @@ def test_destroy_stops_a_running_job_first(project: Project):
     assert project.job().execution_state in ("queued", "running")
     run = project.cli("destroy", "-y", *gated)
     assert "job.exp/train: delete done" in run.stdout
-    assert list(project.batchai.workspaces.list_by_resource_group(RESOURCE_GROUP)) == []
+    assert project.workspaces() == []
     assert project.cli("destroy", "-y", *gated).stdout.strip() == "Nothing to destroy."
 
 

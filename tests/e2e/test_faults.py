@@ -15,7 +15,7 @@ WRITES = {
     "file_share": ("storage", "PUT", r"^/e2estore/e2eshare$"),
     "directory": ("storage", "PUT", r"^/e2estore/e2eshare/sample$"),
     "file_upload": ("storage", "PUT", r"^/e2estore/e2eshare/sample/train\.txt$"),
-    "workspace": ("arm", "PUT", r"(?i)/workspaces/e2e-ws$"),
+    "workspace": ("arm", "PUT", r"(?i)/workspaces/e2ews$"),
     "cluster": ("arm", "PUT", r"(?i)/clusters/gpu$"),
     "experiment": ("arm", "PUT", r"(?i)/experiments/exp$"),
     "job": ("arm", "PUT", r"(?i)/jobs/train$"),
@@ -54,7 +54,7 @@ def test_a_failed_operation_stops_apply_with_one_message_and_the_next_apply_fini
     project.admin.add_fault(path, service=service, method=method, action="fail_operation", code="InternalError",
                             message="Injected failure of the operation.")
     failed = project.cli("apply", "-y", expect=1)
-    address = {"storage_account": "storage_account.e2estore", "workspace": "workspace.e2e-ws",
+    address = {"storage_account": "storage_account.e2estore", "workspace": "workspace.e2ews",
                "cluster": "cluster.gpu", "experiment": "experiment.exp", "job": f"job.{JOB_NAME}"}[step]
     (error,) = [line for line in failed.stderr.splitlines() if line.startswith("Error:")]
     assert f"create {address} failed: " in error and "Injected failure of the operation. Already done: " in error

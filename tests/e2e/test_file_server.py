@@ -14,7 +14,7 @@ resource_group: {name: e2e-rg, location: westeurope}
 storage:
   account: {name: e2estore}
   file_shares: [{name: e2eshare, quota_gb: 1}]
-workspace: {name: e2e-ws}
+workspace: {name: e2ews}
 file_servers:
   - name: nfs
     vm_size: Standard_DS2_v2

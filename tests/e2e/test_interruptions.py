@@ -1,4 +1,5 @@
-"""A CLI killed at any point, and two CLIs at once: the next apply finishes the work, and applies never interleave."""
+"""A CLI killed at any point, and two CLIs at once: the next apply finishes the work, and applies never interleave.
+On both services, but for what the services do not take part in (an upload cut short, a stale lock)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import signal
 import pytest
 
 from batchai_spec.engine.lock import lock_path
-from tests.e2e.project import Project, read_until
+from tests.e2e.project import BOTH_SERVICES, Project, read_until
 
 # A seed of its own for a run that is to hit other points: E2E_KILL_SEED=N pytest tests/e2e
 KILL_SEED = int(os.environ.get("E2E_KILL_SEED", "20251126"))
@@ -50,11 +51,13 @@ def _kill_and_converge(project: Project, when) -> None:
 
 
 @pytest.mark.parametrize("point", FIXED_KILLS)
+@BOTH_SERVICES
 def test_an_apply_killed_at_a_fixed_point_is_finished_by_the_next(project: Project, point: str):
     _kill_and_converge(project, FIXED_KILLS[point])
 
 
 @pytest.mark.parametrize("events", RANDOM_KILLS, ids=lambda n: f"after_{n}_events_seed_{KILL_SEED}")
+@BOTH_SERVICES
 def test_an_apply_killed_at_a_random_point_is_finished_by_the_next(project: Project, events: int):
     _kill_and_converge(project, _after_events(events))
 
@@ -79,6 +82,7 @@ def test_an_apply_killed_half_way_through_an_upload_is_finished_by_the_next(proj
     assert project.share_file(f"sample/{BIG_FILE}") == big.read_bytes()
 
 
+@BOTH_SERVICES
 def test_a_second_apply_fails_naming_the_holder_or_waits_for_it(project: Project):
     gate = project.gate("setup")
     gated = ("--var", f"setup_gate={gate}")
@@ -117,6 +121,7 @@ def test_force_unlock_removes_the_lock_of_a_holder_that_is_gone_for_good(project
 
 
 @pytest.mark.parametrize(("stage", "gated_by"), [("cluster.waiting", "setup_gate"), ("job.state", "job_gate")])
+@BOTH_SERVICES
 def test_ctrl_c_stops_with_exit_130_and_the_next_apply_finishes(project: Project, stage: str, gated_by: str):
     """Interrupted while a worker waits for a cluster's nodes, and while the job is followed."""
     gate = project.gate("gate")
@@ -133,6 +138,7 @@ def test_ctrl_c_stops_with_exit_130_and_the_next_apply_finishes(project: Project
     project.assert_converged(*gated)
 
 
+@BOTH_SERVICES
 def test_a_followed_job_is_never_deleted_by_a_second_apply_or_destroy(project: Project):
     """Two terminals: the lock covers following the job, so the second command is refused, naming the holder and
     what it does; the job runs to its end under the first."""
@@ -153,6 +159,7 @@ def test_a_followed_job_is_never_deleted_by_a_second_apply_or_destroy(project: P
     project.assert_converged(*gated)
 
 
+@BOTH_SERVICES
 def test_apply_follows_a_run_left_running_and_says_since_when(project: Project):
     gate = project.gate("job")
     gated = ("--var", f"job_gate={gate}")

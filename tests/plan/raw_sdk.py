@@ -21,12 +21,11 @@ from azure.storage.fileshare import ShareClient
 
 from batchai_spec.emulator.endpoint import Endpoint
 from batchai_spec.graph import Graph
-from batchai_spec.services.azure.ownership import OWNER_METADATA, SHA256_METADATA, owner_tags
+from batchai_spec.services.azure.ownership import OWNER_METADATA, SALT_TAG, SHA256_METADATA, owner_tags
 from batchai_spec.services.batchai.ownership import (
     JOB_FINGERPRINT_ENV,
     JOB_INPUTS_ENV,
     JOB_OWNER_ENV,
-    SALT_TAG,
     child_record,
     child_tag,
 )

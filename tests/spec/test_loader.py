@@ -29,14 +29,14 @@ def test_the_sample_spec_loads_with_its_defaults():
     assert job.toolkit[0] == "cntk"
     assert job.toolkit[1].command_line_args == "$AZ_BATCHAI_INPUT_SAMPLE $AZ_BATCHAI_OUTPUT_MODEL --epochs 40"
     assert loaded.spec_dir.name == "specs" and loaded.spec_dir.is_absolute()
-    assert loaded.location(("experiments", 0, "jobs", 0)) == f"{REPO_SPEC}:49:9"
-    assert loaded.location(("clusters", 0, "vm_size")) == f"{REPO_SPEC}:32:14"
+    assert loaded.location(("experiments", 0, "jobs", 0)) == f"{REPO_SPEC}:52:9"
+    assert loaded.location(("clusters", 0, "vm_size")) == f"{REPO_SPEC}:35:14"
 
 
 def test_plan_time_errors_point_at_the_key():
     loaded = load_spec(REPO_SPEC)
     error = loaded.error(("clusters", 0, "vm_size"), "no such VM size in eastus")
-    assert error.message == f"{REPO_SPEC}:32:14: clusters[0].vm_size: no such VM size in eastus"
+    assert error.message == f"{REPO_SPEC}:35:14: clusters[0].vm_size: no such VM size in eastus"
 
 
 def test_vars_from_files_then_command_line_later_wins(tmp_path):

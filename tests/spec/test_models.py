@@ -19,7 +19,8 @@ def sample() -> Spec:
 def test_defaults_are_what_the_service_fills_in(sample):
     cluster, job = sample.clusters[0], sample.experiments[0].jobs[0]
     assert (cluster.vm_priority, cluster.scale.manual.node_deallocation_option) == ("dedicated", "requeue")
-    assert cluster.image == DEFAULT_IMAGE
+    assert cluster.image is None  # the service's own default (Batch AI: DEFAULT_IMAGE)
+    assert sample.service == "batchai"
     assert (DEFAULT_IMAGE.publisher, DEFAULT_IMAGE.offer, DEFAULT_IMAGE.sku, DEFAULT_IMAGE.version) == (
         "Canonical", "UbuntuServer", "16.04-LTS", "latest"
     )

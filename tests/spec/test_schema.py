@@ -99,7 +99,7 @@ def test_the_reference_spec_as_written_is_valid_for_editors():
         ("delete_on_destroy: false", "delete_on_destroy: {{ vars.delete | default(false) }}"),
         ("vm_priority: dedicated", "vm_priority: \"{{ 'low' if vars.cheap | default(false) else 'dedicated' }}\""),
         ("version: 1", "version: {{ 1 }}"),
-        ("name: myworkspace", "name: ws-{{ vars.user | default('me') }}"),
+        ("name: \"{{ vars.workspace | default('myworkspace') }}\"", "name: ws-{{ vars.user | default('me') }}"),
         ("quota_gb: 10", "quota_gb: >-\n        {{ vars.quota\n           | default(10) }}"),
         ("language_type: Python", 'language_type: "{% if vars.bs is defined %}BrainScript{% else %}Python{% endif %}"'),
     ],

@@ -271,7 +271,7 @@ def test_the_quickstarts_stdout_in_job_temp_is_refused_by_the_console_script(tmp
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr == (
-        f"Error: {spec}:60:34: experiments[0].jobs[0].std_out_err_path_prefix: '$AZ_BATCHAI_JOB_TEMP' is not on mounted "
+        f"Error: {spec}:63:34: experiments[0].jobs[0].std_out_err_path_prefix: '$AZ_BATCHAI_JOB_TEMP' is not on mounted "
         "storage; Batch AI writes a job's stdout and stderr only to an Azure File share or blob container mounted for it: "
         "start it with $AZ_BATCHAI_MOUNT_ROOT/azurefileshare (Azure File share batchaiquickstart, mounted by cluster "
         "mycluster), optionally followed by /SUB/PATH\n"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
@@ -12,12 +14,20 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.storage import StorageManagementClient
 from azure.storage.fileshare import ShareServiceClient
 
+from batchai_spec.errors import UserError
 from batchai_spec.services.azure.endpoint import Endpoint, LocalEmulator
+
+if TYPE_CHECKING:  # imported by the service that uses them: each costs start-up time
+    from azure.batch import BatchClient
+    from azure.mgmt.batch import BatchManagementClient
 
 # The local emulator is on loopback: a connection is made at once or refused, and no request it answers takes long.
 LOCAL_CONNECTION_TIMEOUT_S = 10
 LOCAL_READ_TIMEOUT_S = 120
 LOCAL_POOL_SIZE = 64  # connections kept per host: more than the most threads a command runs (--parallelism <= 64)
+# How the Azure Batch data plane is authenticated: "entra" (the endpoint's credential, Microsoft Entra ID on Azure)
+# or "key" (the account's shared key, read from ARM listKeys). Default: entra on Azure, key on the local emulator.
+BATCH_AUTH_VARIABLE = "BATCHAI_SPEC_BATCH_AUTH"
 
 
 class LocalEmulatorTransport(RequestsTransport):
@@ -50,6 +60,7 @@ class Clients:
         self.endpoint = endpoint
         self._keys: dict[str, str] = {}
         self._shares: dict[str, ShareServiceClient] = {}
+        self._batch_accounts: dict[str, BatchClient] = {}
         self._lock = threading.Lock()
 
     @cached_property
@@ -91,6 +102,47 @@ class Clients:
     @cached_property
     def batchai(self) -> BatchAI:
         return BatchAI(self.endpoint.credential, self.endpoint.subscription_id, **self._arm_options())
+
+    @cached_property
+    def batch(self) -> BatchManagementClient:
+        from azure.mgmt.batch import BatchManagementClient
+
+        return BatchManagementClient(self.endpoint.credential, self.endpoint.subscription_id, **self._arm_options())
+
+    def batch_account(self, resource_group: str, account: str) -> BatchClient:
+        """The data-plane client of a Batch account (made on first use: on Azure it needs the account's endpoint)."""
+        with self._lock:
+            client = self._batch_accounts.get(account)
+        if client is not None:
+            return client
+        from azure.batch import BatchClient
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        auth = os.environ.get(BATCH_AUTH_VARIABLE) or ("key" if self.endpoint.emulator is not None else "entra")
+        if auth not in ("key", "entra"):
+            raise UserError(f"{BATCH_AUTH_VARIABLE} must be 'key' or 'entra', not {auth!r}")
+        account_endpoint = "" if self.endpoint.batch_url else self.batch.batch_account.get(resource_group, account).account_endpoint
+        if auth == "key":
+            keys = self.batch.batch_account.get_keys(resource_group, account)
+            credential = AzureNamedKeyCredential(account, keys.primary)
+        else:
+            credential = self.endpoint.credential  # scope https://batch.core.windows.net//.default (the SDK's)
+        client = BatchClient(
+            endpoint=self.endpoint.batch_endpoint(account, account_endpoint),
+            credential=credential,
+            connection_verify=self.endpoint.connection_verify,
+            polling_interval=self.endpoint.polling_interval,
+            retry_total=3,
+            retry_backoff_max=10,
+            **self._transport_options(),
+        )
+        with self._lock:
+            self._batch_accounts[account] = client
+        return client
+
+    def forget_batch_account(self, account: str) -> None:
+        with self._lock:
+            self._batch_accounts.pop(account, None)
 
     def forget_account(self, account: str) -> None:
         """A deleted or re-created account has new keys: drop what was cached of the old one."""

@@ -3,6 +3,7 @@ what the live read found, and how Azure's failures are classified and described.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from batchai_spec.graph import Resource
@@ -25,6 +26,8 @@ class AzureConnection(Connection):
         self.clients = Clients(endpoint)
         # Filled by the live read (batchai_spec/live.py), read by the writes (a file's account's resource group).
         self.observed: dict[str, Observed] = {}
+        self._lock = threading.Lock()
+        self._account_groups: dict[str, str] | None = None
 
     def is_transient(self, error: BaseException) -> bool:
         return errors.is_transient(error)
@@ -35,11 +38,20 @@ class AzureConnection(Connection):
     def describe(self, error: BaseException) -> str:
         return errors.describe(error)
 
-    def resource_group_of_account(self, account: str) -> str | None:
+    def resource_group_of_account(self, account: str, *, look_up: bool = False) -> str | None:
+        """The resource group of a storage account, as the live read found it; with `look_up`, else from the
+        subscription's accounts (one listing, for commands that read nothing live first)."""
         for live in list(self.observed.values()):
             if live.kind == "storage_account" and live.ids["account"] == account:
                 return live.ids["resource_group"]
-        return None
+        if not look_up:
+            return None
+        with self._lock:
+            if self._account_groups is None:
+                self._account_groups = {
+                    item.name: item.id.split("/")[4] for item in self.clients.storage.storage_accounts.list()
+                }
+            return self._account_groups.get(account)
 
     def revealed(self, resource: Resource) -> dict[str, Any]:
         """The desired body with its secrets, storage keys read from ARM, for the call that sends it."""
@@ -52,7 +64,7 @@ class AzureConnection(Connection):
 
     def share(self, ids: dict[str, str]):
         """The share client of a share, directory or file (whose ids name the account, maybe not its group)."""
-        resource_group = ids.get("resource_group") or self.resource_group_of_account(ids["account"])
+        resource_group = ids.get("resource_group") or self.resource_group_of_account(ids["account"], look_up=True)
         if resource_group is None:
             raise KeyError(ids["account"])
         return self.clients.share_service(resource_group, ids["account"]).get_share_client(ids["share"])

@@ -120,11 +120,27 @@ class Endpoint:
     polling_interval: float
     # The local endpoint's emulator, to tell a dead one from a failed request; None on Azure.
     emulator: LocalEmulator | None = field(default=None, compare=False)
+    # The emulator's Azure Batch data plane root (account A at f"{batch_url}/A"); None on Azure, where each account
+    # has its own host (its accountEndpoint).
+    batch_url: str | None = None
 
     def file_endpoint(self, account: str) -> str:
         if self.storage_url:
             return f"{self.storage_url.rstrip('/')}/{account}"
         return f"https://{account}.file.core.windows.net"
+
+    def batch_endpoint(self, account: str, account_endpoint: str) -> str:
+        """Where a Batch account's data plane answers: on Azure its accountEndpoint (`{account}.{region}.batch.azure.com`,
+        without scheme as ARM gives it)."""
+        if self.batch_url:
+            return f"{self.batch_url.rstrip('/')}/{account}"
+        return account_endpoint if "://" in account_endpoint else f"https://{account_endpoint}"
+
+
+def azure_file_url(account: str, share: str) -> str:
+    """The URL a cluster or pool mounts a share by, in Azure's form on every endpoint (the emulator takes it too, so
+    plans match across endpoints)."""
+    return f"https://{account}.file.core.windows.net/{share}"
 
 
 # The emulators this process started, by state dir: their death is seen through the child's exit status.
@@ -152,6 +168,7 @@ def local_endpoint(state_dir: Path) -> Endpoint:
         storage_url=endpoint.storage_url,
         polling_interval=0.2,
         emulator=emulator,
+        batch_url=endpoint.batch_url or None,
     )
 
 

@@ -35,9 +35,9 @@ def describe(error: BaseException) -> str:
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
         return f"the endpoint could not be reached: {error.message if hasattr(error, 'message') else error}"
     if isinstance(error, HttpResponseError):
-        # ARM errors carry an OData error; storage errors only a message whose first line is the service's (the
-        # lines after it hold request ids and details such as signatures).
-        service_message = error.error.message if error.error else (error.message or "").split("\n")[0]
+        # ARM and Batch errors carry an OData error, storage errors only a message; the first line is the service's
+        # (the lines after it hold request ids, times and details such as signatures).
+        service_message = (error.error.message if error.error else error.message or "").split("\n")[0]
         message = service_message or error.reason or str(error).splitlines()[0]
         return f"{_code(error)}: {message}"
     return str(error)

@@ -1,6 +1,7 @@
 """A job's runs on its file shares: each run (one job incarnation) writes into its own uuid directory,
 `{prefix}/{sub}/{rg}/workspaces/{ws}/experiments/{exp}/jobs/{job}/{uuid}/` (`stdouterr/`, `outputs/{suffix}/`), and
-that directory stays on the share when the job is replaced or deleted. This module finds those runs, lists and
+that directory stays on the share when the job is replaced or deleted (Batch AI's layout, which batchai-spec's
+launcher writes on Azure Batch too). This module finds those runs, lists and
 downloads their files through the Azure Files SDK (no SAS needed), records a run's end on its directory (metadata)
 before the tool deletes its job, and counts what a share holds of runs, for destroy to warn before it deletes one.
 
@@ -18,17 +19,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import urlparse
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.errors import UserError
 from batchai_spec.graph import Graph, Resource
 from batchai_spec.job_inputs import share_path
 from batchai_spec.services.azure.clients import Clients
-from batchai_spec.services.batchai.watch import run_id_of
-from batchai_spec.statuses import STDOUTERR
+from batchai_spec.statuses import STDOUTERR, JobStatus
 
 # Directory metadata a run's uuid directory gets when the tool deletes its job (Azure metadata names are C#
 # identifiers: letters, digits and underscores).
@@ -165,51 +163,17 @@ def spec_layout(graph: Graph, job: Resource, subscription_id: str) -> JobLayout:
         ids = shares[on_share[0]]
         return ShareLocation(ids["resource_group"], ids["account"], ids["share"], on_share[1])
 
-    body = job.desired or {}
-    directories, elsewhere = _directories(
-        _job_prefixes(body.get("std_out_err_path_prefix"), body.get("output_directories", [])), resolve
-    )
+    outputs = job.extra["outputs"]
+    directories, elsewhere = job_directories(outputs["std_out_err_path_prefix"], outputs["output_directories"], resolve)
     return JobLayout(job.address, segment_of(subscription_id, job.ids), directories, elsewhere)
 
 
-def live_layout(
-    clients: Clients, job: batchai_models.Job, address: str, resource_group_of: Callable[[str], str | None]
-) -> tuple[JobLayout, str | None]:
-    """The layout of a live job from what the service holds (its prefixes, its cluster's and its own Azure File
-    mounts), for a job the spec may no longer declare; and the uuid of its run. Mounts of accounts whose resource
-    group `resource_group_of` does not know are left out (no key to reach them)."""
-    segment = (job.job_output_directory_path_segment or "").strip("/")
-    parent, _, run_id = segment.rpartition("/")
-    cluster_mounts = None
-    if job.cluster is not None and job.cluster.id:
-        parts = job.cluster.id.strip("/").split("/")
-        names = {key.lower(): value for key, value in zip(parts[::2], parts[1::2])}  # ARM ids ignore case
-        try:
-            cluster = clients.batchai.clusters.get(names["resourcegroups"], names["workspaces"], names["clusters"])
-            cluster_mounts = cluster.node_setup.mount_volumes if cluster.node_setup else None
-        except (ResourceNotFoundError, KeyError):
-            cluster_mounts = None
-    mounts = {
-        "AZ_BATCHAI_MOUNT_ROOT": _live_mount_table(cluster_mounts, resource_group_of),
-        "AZ_BATCHAI_JOB_MOUNT_ROOT": _live_mount_table(job.mount_volumes, resource_group_of),
-    }
-
-    def resolve(prefix: str) -> ShareLocation | None:
-        on_share = share_path(prefix, mounts)
-        return None if on_share is None else replace(on_share[0], path=on_share[1])
-
-    directories, elsewhere = _directories(_job_prefixes(job.std_out_err_path_prefix, job.output_directories or []), resolve)
-    return JobLayout(address, parent, directories, elsewhere), (run_id or None)
-
-
-def _live_mount_table(volumes: Any, resource_group_of: Callable[[str], str | None]) -> dict[str, ShareLocation]:
-    table = {}
-    for mount in (volumes.azure_file_shares or []) if volumes is not None else []:
-        share = urlparse(mount.azure_file_url or "").path.strip("/").split("/")[0]
-        resource_group = resource_group_of(mount.account_name)
-        if share and resource_group:
-            table[mount.relative_mount_path] = ShareLocation(resource_group, mount.account_name, share, "")
-    return table
+def job_directories(
+    stdouterr_prefix: str | None, outputs: Iterable[Any], resolve: Callable[[str], ShareLocation | None]
+) -> tuple[tuple[RunDirectory, ...], tuple[str, ...]]:
+    """The run directories of a job's stdouterr and output directories (given as a service holds them), each
+    prefix resolved to a place on a share; the prefixes on no share of the spec apart."""
+    return _directories(_job_prefixes(stdouterr_prefix, outputs), resolve)
 
 
 # -- reading the share --------------------------------------------------------------------------------------------
@@ -220,7 +184,7 @@ def _directory(clients: Clients, location: ShareLocation):
     return share.get_directory_client(location.path)
 
 
-def _walk(clients: Clients, location: ShareLocation, relative: str = "") -> list[tuple[str, int]]:
+def walk(clients: Clients, location: ShareLocation, relative: str = "") -> list[tuple[str, int]]:
     """(path relative to `location`, size) of every file under it; [] when it is not there."""
     found: list[tuple[str, int]] = []
     try:
@@ -230,7 +194,7 @@ def _walk(clients: Clients, location: ShareLocation, relative: str = "") -> list
     for item in items:
         path = posixpath.join(relative, item["name"]) if relative else item["name"]
         if item["is_directory"]:
-            found += _walk(clients, location, path)
+            found += walk(clients, location, path)
         else:
             found.append((path, item["size"] or 0))
     return found
@@ -254,28 +218,18 @@ def _accounts_reachable(clients: Clients, layout: JobLayout) -> bool:
     return True
 
 
-def live_job(clients: Clients, ids: dict[str, str]) -> tuple[batchai_models.Job | None, ResourceNotFoundError | None]:
-    """The job as the service has it, or (None, the service's answer) when it does not exist."""
-    try:
-        return clients.batchai.jobs.get(ids["resource_group"], ids["workspace"], ids["experiment"], ids["job"]), None
-    except ResourceNotFoundError as missing:
-        return None, missing
-
-
-def live_run(job: batchai_models.Job | None) -> JobRun | None:
-    """What the live job says of its run."""
-    if job is None or not job.job_output_directory_path_segment:
+def live_run(status: JobStatus | None) -> JobRun | None:
+    """What the live job (as its service's Watch reads it) says of its run."""
+    if status is None or not status.run_id:
         return None
-    info = job.execution_info
     return JobRun(
-        run_id=run_id_of(job),
-        start=info.start_time if info else None,
-        end=info.end_time if info else None,
-        state=job.execution_state,
-        exit_code=info.exit_code if info else None,
-        errors=tuple(error.code for error in (info.errors or []) if error.code) if info else (),
+        run_id=status.run_id,
+        start=status.start_time,
+        end=status.end_time,
+        state=status.execution_state,
+        exit_code=status.exit_code,
+        errors=tuple(error["code"] for error in status.errors if error.get("code")),
         live=True,
-        directory_time=job.creation_time,
     )
 
 
@@ -309,10 +263,10 @@ def _from_record(run_id: str, metadata: dict[str, str], directory_time: datetime
     )
 
 
-def list_runs(clients: Clients, layout: JobLayout, job: batchai_models.Job | None) -> list[JobRun]:
+def list_runs(clients: Clients, layout: JobLayout, status: JobStatus | None) -> list[JobRun]:
     """Every run of the job still on the spec's shares, and the live job's run (even before it has a directory),
     newest first. A share or account that is gone holds no run."""
-    current = live_run(job)
+    current = live_run(status)
     if not _accounts_reachable(clients, layout):
         return [current] if current else []
     # run id -> (root, its listing entry) for each root that holds it
@@ -326,7 +280,7 @@ def list_runs(clients: Clients, layout: JobLayout, job: batchai_models.Job | Non
 
     def describe(run_id: str) -> JobRun:
         where = places[run_id]
-        size = sum(size for root, item in where for _, size in _walk(clients, root.join(item["name"])))
+        size = sum(size for root, item in where for _, size in walk(clients, root.join(item["name"])))
         if current is not None and run_id == current.run_id.lower():
             return replace(current, size=size)
         metadata: dict[str, str] = {}
@@ -378,7 +332,7 @@ def run_files(clients: Clients, layout: JobLayout, run_id: str) -> list[RunFile]
         directories = sorted(
             (d for d in layout.directories if d.prefix.join(layout.segment) == root), key=lambda d: -len(d.inside)
         )
-        for relative, size in sorted(_walk(clients, run_directory)):
+        for relative, size in sorted(walk(clients, run_directory)):
             owner = next((d for d in directories if relative.startswith(d.inside + "/")), None)
             directory_id, path = (owner.directory_id, relative[len(owner.inside) + 1:]) if owner else (".", relative)
             found.append(RunFile(directory_id, path, size, run_directory.join(relative)))
@@ -407,20 +361,18 @@ def download_run(clients: Clients, files: list[RunFile], root: Path) -> None:
 # -- recording a run before its job is deleted ----------------------------------------------------------------------
 
 
-def run_record(job: batchai_models.Job) -> dict[str, str]:
+def run_record(status: JobStatus) -> dict[str, str]:
     """What is kept of a run on its directory: state, exit code, start and end (those known)."""
-    info = job.execution_info
-    record = {STATE_METADATA: job.execution_state or "unknown"}
-    codes = [re.sub(r"[^A-Za-z0-9_.-]", "", error.code or "") for error in (info.errors or [])] if info else []
+    record = {STATE_METADATA: status.execution_state or "unknown"}
+    codes = [re.sub(r"[^A-Za-z0-9_.-]", "", error.get("code") or "") for error in status.errors]
     if any(codes):
         record[ERROR_METADATA] = next(code for code in codes if code)
-    if info is not None:
-        if info.exit_code is not None:
-            record[EXIT_CODE_METADATA] = str(info.exit_code)
-        if info.start_time is not None:
-            record[START_METADATA] = info.start_time.isoformat()
-        if info.end_time is not None:
-            record[END_METADATA] = info.end_time.isoformat()
+    if status.exit_code is not None:
+        record[EXIT_CODE_METADATA] = str(status.exit_code)
+    if status.start_time is not None:
+        record[START_METADATA] = status.start_time.isoformat()
+    if status.end_time is not None:
+        record[END_METADATA] = status.end_time.isoformat()
     return record
 
 
@@ -490,5 +442,5 @@ def share_outputs(
         if _RUN_ID.match(item["name"])
     ]
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="runs") as pool:
-        sizes = list(pool.map(lambda run: sum(size for _, size in _walk(clients, run)), runs))
+        sizes = list(pool.map(lambda run: sum(size for _, size in walk(clients, run)), runs))
     return len(runs), sum(sizes)

@@ -6,33 +6,12 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from batchai_spec.sensitive import Sensitive
+from batchai_spec.services.azure.bodies import plain
+from batchai_spec.services.azure.endpoint import azure_file_url
 
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
 # A file server's sshConfiguration.publicIPsToAllow when none is given: SSH from anywhere.
 ALL_IPS = ("*",)
-
-
-def plain(model: Any) -> Any:
-    """A spec model as a plain dict with secrets kept as Sensitive."""
-    from pydantic import BaseModel, SecretStr
-
-    if isinstance(model, SecretStr):
-        return Sensitive(model.get_secret_value())
-    if isinstance(model, BaseModel):
-        return {name: plain(getattr(model, name)) for name in type(model).model_fields}
-    if isinstance(model, dict):
-        return {key: plain(value) for key, value in model.items()}
-    if isinstance(model, (list, tuple)):
-        return [plain(value) for value in model]
-    return model
-
-
-def named_list(mapping: dict[str, Any] | None, value_key: str = "value") -> list[dict[str, Any]]:
-    return [{"name": name, value_key: value} for name, value in sorted((mapping or {}).items())]
-
-
-def secret_list(mapping: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return [{"name": name, "value": plain(value)} for name, value in sorted((mapping or {}).items())]
 
 
 def user_account_settings(user) -> dict[str, Any]:
@@ -42,16 +21,6 @@ def user_account_settings(user) -> dict[str, Any]:
         "admin_user_ssh_public_key": user.ssh_public_key,
         "admin_user_password": plain(user.admin_user_password),
     }
-
-
-def workspace_ids(spec) -> dict[str, str]:
-    """The ids every resource of the spec's workspace carries (its own, and its children's with their name)."""
-    return {"resource_group": spec.resource_group.name, "workspace": spec.workspace.name}
-
-
-def azure_file_url(account: str, share: str) -> str:
-    """The share URL a cluster mounts, in Azure's form (the emulator accepts it too, so plans match across targets)."""
-    return f"https://{account}.file.core.windows.net/{share}"
 
 
 def workspace_child_id(subscription_id: str, resource_group: str, workspace: str, kind: str, name: str) -> str:
@@ -137,16 +106,6 @@ def mount_volumes(volumes, account: str | None, subscription_id: str, ids: dict[
         "file_servers": servers,
         "unmanaged_file_systems": unmanaged,
     }
-
-
-def mount_dependencies(volumes) -> tuple[str, ...]:
-    """The addresses of the spec's shares and file servers a mount list mounts."""
-    if volumes is None:
-        return ()
-    return (
-        *(f"file_share.{share}" for share in sorted({m.share for m in volumes.azure_file_shares if m.share})),
-        *file_server_dependencies(volumes),
-    )
 
 
 def file_server_dependencies(volumes) -> tuple[str, ...]:

@@ -5,10 +5,6 @@ recorded with a run: owner, fingerprints, the digest of the inputs it read)."""
 
 from __future__ import annotations
 
-import secrets as random_tokens
-import threading
-from typing import Callable
-
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.graph import Resource
@@ -16,10 +12,7 @@ from batchai_spec.kinds import Ownership
 from batchai_spec.observed import Stored
 from batchai_spec.sensitive import fingerprints
 from batchai_spec.services.azure.clients import Clients
-from batchai_spec.services.azure.ownership import INTERNAL_TAG_PREFIX, SPEC_TAG
-
-# A random salt for the fingerprints of write-only values, created with the workspace.
-SALT_TAG = "batchai-spec.salt"
+from batchai_spec.services.azure.ownership import INTERNAL_TAG_PREFIX, SPEC_TAG, HolderTags
 
 JOB_OWNER_ENV = "BATCHAI_SPEC_OWNER"
 JOB_FINGERPRINT_ENV = "BATCHAI_SPEC_FINGERPRINT"
@@ -60,49 +53,26 @@ def read_job_environment(internal: dict[str, str], spec_name: str, salt: str | N
     return internal.get(JOB_OWNER_ENV) == spec_name, stored
 
 
-class WorkspaceRecords(Ownership):
+class WorkspaceRecords(HolderTags, Ownership):
     """Batch AI's Ownership for what a workspace holds (clusters, experiments, file servers): the records of the
-    spec's workspaces, read with each workspace, updated (read-modify-write, serialised: clusters and experiments
-    are created in parallel) as children are created and deleted; the workspace's own tags besides."""
+    spec's workspaces, read with each workspace, updated as children are created and deleted; the workspace's own
+    tags besides."""
 
     def __init__(self, clients: Clients, spec_name: str):
+        super().__init__()
         self.clients = clients
         self.spec_name = spec_name
-        self._lock = threading.Lock()
-        self._tags: dict[tuple[str, str], dict[str, str]] = {}
 
-    @staticmethod
-    def _key(ids: dict[str, str]) -> tuple[str, str]:
-        return ids["resource_group"], ids["workspace"]
-
-    def seen(self, ids: dict[str, str], tags: dict[str, str]) -> None:
-        """A workspace's tags as read or created."""
-        with self._lock:
-            self._tags[self._key(ids)] = dict(tags)
-
-    def gone(self, ids: dict[str, str]) -> None:
-        with self._lock:
-            self._tags.pop(self._key(ids), None)
+    def write(self, key: tuple[str, str], tags: dict[str, str]) -> None:
+        self.clients.batchai.workspaces.update(*key, batchai_models.WorkspaceUpdateParameters(tags=tags))
 
     def owner(self, ids: dict[str, str]) -> str | None:
-        with self._lock:
-            return self._tags.get(self._key(ids), {}).get(SPEC_TAG)
-
-    def stored_salt(self, ids: dict[str, str]) -> str | None:
-        with self._lock:
-            return self._tags.get(self._key(ids), {}).get(SALT_TAG)
+        return self.tag(ids, SPEC_TAG)
 
     def read(self, kind: str, ids: dict[str, str]) -> tuple[bool, Stored]:
         """(owned by this spec, what it stored) of a child of the workspace `ids` names."""
-        with self._lock:
-            value = self._tags.get(self._key(ids), {}).get(child_tag(kind, ids[kind]))
-        owned, fingerprint = read_child_record(value, self.spec_name)
+        owned, fingerprint = read_child_record(self.tag(ids, child_tag(kind, ids[kind])), self.spec_name)
         return owned, Stored(fingerprint, self.stored_salt(ids))
-
-    def salt(self, ids: dict[str, str]) -> str:
-        """The workspace's fingerprint salt; an adopted workspace (created without this tool) gets one now."""
-        self.change(ids, lambda tags: tags.setdefault(SALT_TAG, random_tokens.token_hex(8)))
-        return self.stored_salt(ids)
 
     def fingerprints(self, resource: Resource) -> str:
         """The fingerprints of a resource's write-only values, under its workspace's salt, to record with it."""
@@ -114,13 +84,3 @@ class WorkspaceRecords(Ownership):
 
     def forget(self, kind: str, ids: dict[str, str]) -> None:
         self.change(ids, lambda tags: tags.pop(child_tag(kind, ids[kind]), None))
-
-    def change(self, ids: dict[str, str], change: Callable[[dict[str, str]], object]) -> None:
-        """Read-modify-write of the workspace's tags, written only when they changed."""
-        key = self._key(ids)
-        with self._lock:
-            tags = dict(self._tags[key])
-            change(tags)
-            if tags != self._tags[key]:
-                self.clients.batchai.workspaces.update(*key, batchai_models.WorkspaceUpdateParameters(tags=tags))
-                self._tags[key] = tags

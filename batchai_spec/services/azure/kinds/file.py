@@ -40,7 +40,7 @@ class File(Kind):
             )
 
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
-        source = declaration.node.local_path
+        source = declaration.extra["source"]
         return {"sha256": walk.sha256(source), "size": source.stat().st_size}
 
     def status(self, live: Observed) -> tuple[str, str]:

@@ -74,7 +74,7 @@ class FileShare(Kind):
 
     def deletion_notes(self, connection: AzureConnection, live: Observed) -> list[str]:
         """A share takes the job outputs on it along: how many runs' and how many bytes."""
-        from batchai_spec.services.batchai.runs import share_outputs  # only for such a plan: not light to import
+        from batchai_spec.services.azure.runs import share_outputs  # only for such a plan: not light to import
 
         ids = live.ids
         count, size = share_outputs(

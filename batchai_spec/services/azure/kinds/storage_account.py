@@ -12,7 +12,7 @@ from batchai_spec.kinds import Declaration, Kind, Policy
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.connection import AzureConnection
 from batchai_spec.services.azure.errors import service_call
-from batchai_spec.services.azure.ownership import canonical_location, merged_tags, owned_by, user_tags
+from batchai_spec.services.azure.ownership import canonical_location, check_service, merged_tags, owned_by, user_tags
 
 
 class StorageAccount(Kind):
@@ -50,6 +50,7 @@ class StorageAccount(Kind):
                 account = connection.clients.storage.storage_accounts.get_properties(ids["resource_group"], ids["account"])
             except ResourceNotFoundError:
                 return Observed(resource.address, self.name, ids, None)
+        check_service(resource.address, account.tags, connection.spec_name, connection.registry.service)
         return Observed(
             resource.address,
             self.name,
@@ -69,7 +70,7 @@ class StorageAccount(Kind):
             sku=storage_models.Sku(name=desired["sku"]),
             kind=desired["kind"],
             location=desired["location"],
-            tags=merged_tags(desired["tags"], None, True, connection.spec_name),
+            tags=merged_tags(desired["tags"], None, True, connection.spec_name, connection.registry.service),
         )
         connection.clients.forget_account(resource.ids["account"])
         connection.clients.storage.storage_accounts.begin_create(

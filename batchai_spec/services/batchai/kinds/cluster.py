@@ -9,29 +9,23 @@ from typing import Any
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
-from batchai_spec.kinds import Declaration, Kind, Policy, Readiness
+from batchai_spec.kinds import Declaration, Policy, Readiness
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
+from batchai_spec.services.azure.bodies import named_list, plain, secret_list
 from batchai_spec.services.batchai.bodies import (
     DEFAULT_IMAGE,
-    mount_dependencies,
+    file_server_dependencies,
     mount_volumes,
     mounted_file_servers,
-    named_list,
-    plain,
-    secret_list,
     user_account_settings,
-    workspace_ids,
 )
 from batchai_spec.services.batchai.connection import BatchAIConnection
-from batchai_spec.statuses import node_counts
+from batchai_spec.services.declarations import SpecCluster
 
 
-class Cluster(Kind):
-    name = "cluster"
-    address_keys = ("cluster",)
-    parent = "workspace"
+class Cluster(SpecCluster):
     fields = {
         "vm_size": Policy.REPLACE,
         "vm_priority": Policy.REPLACE,
@@ -41,21 +35,8 @@ class Cluster(Kind):
         "node_setup": Policy.REPLACE,
         "subnet": Policy.REPLACE,
     }
-    read_under = "workspace"
-    stores_fingerprints = True
-
-    def declared(self, walk: SpecWalk):
-        spec = walk.spec
-        for index, cluster in enumerate(spec.clusters):
-            yield Declaration(
-                {**workspace_ids(spec), "cluster": cluster.name},
-                ("clusters", index),
-                cluster,
-                depends_on=(
-                    f"workspace.{spec.workspace.name}",
-                    *mount_dependencies(cluster.node_setup.mount_volumes if cluster.node_setup else None),
-                ),
-            )
+    def needs(self, walk: SpecWalk, cluster):
+        return file_server_dependencies(cluster.node_setup.mount_volumes if cluster.node_setup else None)
 
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         cluster = declaration.node
@@ -75,11 +56,6 @@ class Cluster(Kind):
 
     def live_dependencies(self, live: Observed) -> set[str]:
         return mounted_file_servers((live.state.get("node_setup") or {}).get("mount_volumes"), live.ids)
-
-    def status(self, live: Observed) -> tuple[str, str]:
-        counts = node_counts(live.status.get("node_state_counts", {}))
-        nodes = f"{live.status.get('current_node_count', 0)} nodes" + (f" ({counts})" if counts else "")
-        return live.status.get("allocation_state") or "?", nodes
 
     def list_under(self, connection: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
         found = []

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from batchai_spec.graph import Graph, Resource, SpecWalk
-from batchai_spec.kinds import Cannot, Declaration, Kind
+from batchai_spec.graph import Graph, Resource
+from batchai_spec.kinds import Cannot
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.errors import already_gone
-from batchai_spec.services.batchai.bodies import workspace_ids
 from batchai_spec.services.batchai.connection import BatchAIConnection
+from batchai_spec.services.declarations import SpecExperiment
 
 
-class Experiment(Kind):
-    name = "experiment"
-    address_keys = ("experiment",)
-    parent = "workspace"
-    holds = ("job",)
-    read_under = "workspace"
-
-    def declared(self, walk: SpecWalk):
-        spec = walk.spec
-        for index, experiment in enumerate(spec.experiments):
-            yield Declaration(
-                {**workspace_ids(spec), "experiment": experiment.name},
-                ("experiments", index),
-                experiment,
-                depends_on=(f"workspace.{spec.workspace.name}",),
-            )
-
-    def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
-        return {}
-
+class Experiment(SpecExperiment):
     def list_under(self, connection: BatchAIConnection, workspace: Observed, graph: Graph) -> list[Observed]:
         return [
             Observed(self.address(ids), self.name, ids, {}, owned=owned)

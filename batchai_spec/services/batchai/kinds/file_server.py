@@ -16,8 +16,10 @@ from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
 from batchai_spec.observed import Observed
 from batchai_spec.services.azure.errors import already_gone
 from batchai_spec.services.batchai import normalize
-from batchai_spec.services.batchai.bodies import ALL_IPS, plain, user_account_settings, workspace_child_id, workspace_ids
+from batchai_spec.services.azure.bodies import plain
+from batchai_spec.services.batchai.bodies import ALL_IPS, user_account_settings, workspace_child_id
 from batchai_spec.services.batchai.connection import BatchAIConnection
+from batchai_spec.services.declarations import workspace_ids
 
 API_VERSION = "2018-05-01"
 

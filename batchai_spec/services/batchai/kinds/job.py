@@ -11,25 +11,23 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
-from batchai_spec.job_inputs import by_share, input_files, inputs_digest, job_mounts
-from batchai_spec.kinds import Cannot, Declaration, Kind, Policy
+from batchai_spec.kinds import Cannot, Declaration, Policy
 from batchai_spec.observed import Observed, Run
 from batchai_spec.services.azure.errors import already_gone, service_call
+from batchai_spec.services.azure import runs as share_runs
 from batchai_spec.services.batchai import normalize, runs
+from batchai_spec.services.azure.bodies import named_list, plain, secret_list
 from batchai_spec.services.batchai.bodies import (
     file_server_dependencies,
     in_workspace,
     mount_volumes,
     mounted_file_servers,
-    named_list,
-    plain,
-    secret_list,
     workspace_child_id,
-    workspace_ids,
 )
 from batchai_spec.services.batchai.connection import BatchAIConnection
 from batchai_spec.services.batchai.ownership import job_environment, read_job_environment
-from batchai_spec.services.batchai.watch import run_id_of
+from batchai_spec.services.batchai.watch import job_status, run_id_of
+from batchai_spec.services.declarations import SpecJob
 
 TOOLKIT_ATTRIBUTES = {
     "cntk": "cntk_settings",
@@ -44,10 +42,7 @@ TOOLKIT_ATTRIBUTES = {
 }
 
 
-class Job(Kind):
-    name = "job"
-    address_keys = ("experiment", "job")
-    parent = "experiment"
+class Job(SpecJob):
     # Jobs run to completion: any change means a new run.
     fields = {
         name: Policy.REPLACE
@@ -57,36 +52,12 @@ class Job(Kind):
             "constraints", *TOOLKIT_ATTRIBUTES.values(),
         )
     }
-    read_under = "experiment"
-    stores_fingerprints = True
-    runs_to_completion = True
     # A replaced cluster or file server takes only the runs still active on it (a finished run is not run again
     # for it); changed input files are the inputs digest's.
     loose_dependencies = {"cluster": "while-active", "file_server": "while-active", "file": "inputs"}
 
-    def declared(self, walk: SpecWalk):
-        spec = walk.spec
-        files = by_share(walk.of_kind("file"))
-        for exp_index, experiment in enumerate(spec.experiments):
-            for job_index, job in enumerate(experiment.jobs):
-                cluster = spec.cluster(job.cluster)
-                inputs = input_files(job, cluster, files)
-                yield Declaration(
-                    {**workspace_ids(spec), "experiment": experiment.name, "job": job.name},
-                    ("experiments", exp_index, "jobs", job_index),
-                    job,
-                    depends_on=(
-                        f"experiment.{experiment.name}",
-                        f"cluster.{cluster.name}",
-                        *file_server_dependencies(job.mount_volumes),
-                        *(f.address for f in inputs),
-                    ),
-                    extra={
-                        "input_files": tuple(f.address for f in inputs),
-                        "inputs_digest": inputs_digest(inputs),
-                        "mounts": job_mounts(cluster, job),  # where its output paths lie (services/batchai/runs.py)
-                    },
-                )
+    def needs(self, walk: SpecWalk, job, cluster):
+        return file_server_dependencies(job.mount_volumes)
 
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         job, spec = declaration.node, walk.spec
@@ -135,11 +106,6 @@ class Job(Kind):
         return in_workspace([cluster], live.ids, "clusters", "cluster") | mounted_file_servers(
             live.state.get("mount_volumes"), live.ids
         )
-
-    def status(self, live: Observed) -> tuple[str, str]:
-        run = live.run
-        exit_code = run.exit_code if run else None
-        return (run.state if run else None) or "?", "" if exit_code is None else f"exit code {exit_code}"
 
     def list_under(self, connection: BatchAIConnection, experiment: Observed, graph: Graph) -> list[Observed]:
         ids = experiment.ids
@@ -211,7 +177,7 @@ def _record_run(connection: BatchAIConnection, job: batchai_models.Job, address:
     with contextlib.suppress(HttpResponseError):  # ResourceNotFoundError included
         layout, run_id = runs.live_layout(connection.clients, job, address, connection.resource_group_of_account)
         if run_id:
-            runs.record_run(connection.clients, layout, run_id, runs.run_record(job))
+            share_runs.record_run(connection.clients, layout, run_id, share_runs.run_record(job_status(job)))
 
 
 def _iso_duration(value) -> str:
