@@ -15,6 +15,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from batchai_spec.graph import Graph, Resource, SpecWalk, prune
 from batchai_spec.kinds import Cannot, Declaration, Policy
 from batchai_spec.observed import Observed, Run
+from batchai_spec.parallel import in_parallel
 from batchai_spec.sensitive import without_write_only
 from batchai_spec.services.azure import runs
 from batchai_spec.services.azure.bodies import named_list, plain, secret_list
@@ -117,11 +118,15 @@ class Job(SpecJob):
         ids = experiment.ids
         account = connection.observed[f"workspace.{ids['workspace']}"]
         salt = connection.accounts.stored_salt(ids)
-        found = []
-        for job in connection.account_jobs(account):
+        jobs = [
+            job
+            for job in connection.account_jobs(account)
+            if metadata_of(job.metadata).get(EXPERIMENT_METADATA) == ids["experiment"]
+            and JOB_METADATA in metadata_of(job.metadata)
+        ]
+
+        def observed(job: Any) -> Observed:
             metadata = metadata_of(job.metadata)
-            if metadata.get(EXPERIMENT_METADATA) != ids["experiment"] or JOB_METADATA not in metadata:
-                continue
             job_ids = {**ids, "job": metadata[JOB_METADATA]}
             owned, stored = read_metadata(metadata, connection.spec_name, salt)
             state = {
@@ -133,8 +138,10 @@ class Job(SpecJob):
             run = _run(connection, job_ids, job, metadata)
             if run.state is None:  # a job whose task was never made (an apply cut short): not the run asked for
                 state.pop("task", None)
-            found.append(Observed(self.address(job_ids), self.name, job_ids, state, owned=owned, stored=stored, run=run))
-        return found
+            return Observed(self.address(job_ids), self.name, job_ids, state, owned=owned, stored=stored, run=run)
+
+        # One read of its task per job (its run's state and exit code), all at once: a sweep is many jobs.
+        return in_parallel([lambda job=job: observed(job) for job in jobs], connection.parallelism)
 
     def create(self, connection: BatchConnection, resource: Resource, progress=None) -> None:
         """The job, its task, then `terminatejob` once all tasks complete (set after the task exists: a job without

@@ -15,9 +15,9 @@ from batchai_spec.job_inputs import share_path
 from batchai_spec.kinds import Declaration, Policy, Readiness
 from batchai_spec.observed import Observed
 from batchai_spec.sensitive import without_write_only
+from batchai_spec.services.azure.bodies import named_list, plain, secret_list
 from batchai_spec.services.azure.errors import already_gone, service_call
 from batchai_spec.services.batch import bodies
-from batchai_spec.services.azure.bodies import named_list, plain, secret_list
 from batchai_spec.services.batch.bodies import unwire, wire, wire_name
 from batchai_spec.services.batch.connection import BatchConnection
 from batchai_spec.services.batch.ownership import as_metadata, metadata_of, owner_metadata, read_metadata
@@ -44,6 +44,7 @@ class Pool(SpecCluster):
         "scale_settings": Policy.UPDATE,
         "start_task": Policy.UPDATE,
     }
+
     def needs(self, walk: SpecWalk, cluster):
         return bodies.launcher_addresses(cluster, walk.spec)
 
@@ -136,7 +137,9 @@ class Pool(SpecCluster):
         properties: dict[str, Any] = {"metadata": as_metadata(owner_metadata(connection.spec_name, fingerprints))}
         if live.state.get("scale_settings") != declared["scale_settings"]:
             properties["scaleSettings"] = sent["scaleSettings"]
-        start_task_changed = live.state.get("start_task") != declared.get("start_task") or live.stored.fingerprint != fingerprints
+        # Its secrets too (what else is write-only forces a new pool); known only of a pool this spec made.
+        secrets_changed = live.owned and live.stored.fingerprint != fingerprints
+        start_task_changed = live.state.get("start_task") != declared.get("start_task") or secrets_changed
         if start_task_changed and "startTask" in sent:
             properties["startTask"] = sent["startTask"]
         connection.clients.batch.pool.update(ids["resource_group"], ids["workspace"], ids["cluster"], {"properties": properties})
