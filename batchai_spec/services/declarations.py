@@ -7,10 +7,13 @@ from __future__ import annotations
 import secrets as random_tokens
 from typing import Any, Iterable
 
+import isodate
+
 from batchai_spec.graph import Resource, SpecWalk
 from batchai_spec.job_inputs import by_share, input_files, inputs_digest, job_mounts, run_outputs
 from batchai_spec.kinds import Declaration, Kind, Policy
 from batchai_spec.observed import Observed, Stored
+from batchai_spec.services.azure.bodies import plain
 from batchai_spec.statuses import node_counts
 from batchai_spec.services.azure.ownership import (
     SALT_TAG,
@@ -152,6 +155,21 @@ class SpecJob(Kind):
     def facts(self, walk: SpecWalk, ids: dict[str, str], job, cluster) -> dict[str, Any]:
         """What the service's adapter knows of it besides its body (Resource.extra)."""
         return {}
+
+    @staticmethod
+    def toolkit_settings(job) -> tuple[str, dict[str, Any]]:
+        """(toolkit key, its settings with secrets kept Sensitive), with what Batch AI filled in: a CNTK job's
+        process count is its node count."""
+        name, toolkit = job.toolkit
+        settings = plain(toolkit)
+        if name == "cntk" and settings.get("process_count") is None:
+            settings["process_count"] = job.node_count
+        return name, settings
+
+    @staticmethod
+    def wall_clock(job) -> str:
+        """Its maximum wall clock time as an ISO 8601 duration, as the services answer it (P7D)."""
+        return isodate.duration_isoformat(job.constraints.max_wall_clock_time)
 
     def is_input(self, file: Resource) -> bool:
         """Whether a file of the spec can be an input of a job (the service's own files are not)."""

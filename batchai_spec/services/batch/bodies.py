@@ -130,24 +130,28 @@ def mount_configuration(volumes, account: str | None) -> list[dict[str, Any]]:
     return mounts
 
 
-def launcher_mount(cluster, spec) -> str:
-    """The relative mount path of the share that holds the launcher for a cluster: its first mount of a share of the
-    spec's storage (validate makes sure there is one)."""
+def _launcher_share_mount(cluster, spec):
+    """The cluster's first mount of a share of the spec's storage: the launcher runs from there (validate makes sure
+    there is one)."""
     shares = {share.name for share in spec.storage.file_shares} if spec.storage else set()
     volumes = cluster.node_setup.mount_volumes if cluster.node_setup else None
     for mount in volumes.azure_file_shares if volumes is not None else ():
         if mount.share in shares:
-            return mount.relative_mount_path
+            return mount
     raise UserError(
         f"cluster {cluster.name}: Azure Batch runs jobs through a launcher that batchai-spec uploads to a file share "
         "the pool mounts: mount one of storage.file_shares in node_setup.mount_volumes"
     )
 
 
+def launcher_mount(cluster, spec) -> str:
+    """The relative mount path the cluster's nodes find the launcher under."""
+    return _launcher_share_mount(cluster, spec).relative_mount_path
+
+
 def launcher_share(cluster, spec) -> str:
-    volumes = cluster.node_setup.mount_volumes
-    mount = launcher_mount(cluster, spec)
-    return next(m.share for m in volumes.azure_file_shares if m.relative_mount_path == mount)
+    """The share that holds the cluster's launcher."""
+    return _launcher_share_mount(cluster, spec).share
 
 
 def launcher_command(mount: str, mode: str) -> str:

@@ -154,7 +154,7 @@ class Watch(CommonReads):
     def output_files(self, ids: dict[str, str], directory_id: str, directory: str = ".") -> list[OutputFile]:
         """Every file of one output directory of the job's run, or its stdouterr: Batch's stdout.txt and stderr.txt
         of the task, and what the launcher wrote beside them on the share (execution.log, the preparation's)."""
-        job, _ = self._job_and_task(ids)
+        job = self.connection.data(ids).get_job(job_id(ids["experiment"], ids["job"]))
         layout, run_id = self.layout(ids, job)
         found = []
         for place in layout.directories if run_id else ():

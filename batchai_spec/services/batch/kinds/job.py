@@ -68,10 +68,7 @@ class Job(SpecJob):
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         job, spec = declaration.node, walk.spec
         mount = declaration.extra["mount"]
-        toolkit_name, toolkit = job.toolkit
-        settings = plain(toolkit)
-        if toolkit_name == "cntk" and settings.get("process_count") is None:
-            settings["process_count"] = job.node_count  # as Batch AI filled it in
+        toolkit_name, settings = self.toolkit_settings(job)
         container = None
         if job.container is not None:  # its registry's credentials are the pool's (pool.py)
             container = {
@@ -104,7 +101,7 @@ class Job(SpecJob):
             {
                 "pool_id": spec.cluster(job.cluster).name,
                 "priority": bodies.PRIORITIES[job.scheduling_priority],
-                "max_wall_clock_time": _iso_duration(job.constraints.max_wall_clock_time),
+                "max_wall_clock_time": self.wall_clock(job),
                 "task": task,
                 "launch": launch,
                 "secrets": secret_list(job.secrets),
@@ -118,21 +115,15 @@ class Job(SpecJob):
         ids = experiment.ids
         account = connection.observed[f"workspace.{ids['workspace']}"]
         salt = connection.accounts.stored_salt(ids)
-        jobs = [
-            job
-            for job in connection.account_jobs(account)
-            if metadata_of(job.metadata).get(EXPERIMENT_METADATA) == ids["experiment"]
-            and JOB_METADATA in metadata_of(job.metadata)
-        ]
+        jobs = [(job, metadata_of(job.metadata)) for job in connection.account_jobs(account)]
 
-        def observed(job: Any) -> Observed:
-            metadata = metadata_of(job.metadata)
+        def observed(job: Any, metadata: dict[str, str]) -> Observed:
             job_ids = {**ids, "job": metadata[JOB_METADATA]}
             owned, stored = read_metadata(metadata, connection.spec_name, salt)
             state = {
                 "pool_id": job.pool_info.pool_id if job.pool_info else None,
                 "priority": job.priority,
-                "max_wall_clock_time": _iso_duration(job.constraints.max_wall_clock_time) if job.constraints else None,
+                "max_wall_clock_time": self.wall_clock(job) if job.constraints else None,
                 **json.loads(metadata.get(BODY_METADATA) or "{}"),
             }
             run = _run(connection, job_ids, job, metadata)
@@ -141,7 +132,14 @@ class Job(SpecJob):
             return Observed(self.address(job_ids), self.name, job_ids, state, owned=owned, stored=stored, run=run)
 
         # One read of its task per job (its run's state and exit code), all at once: a sweep is many jobs.
-        return in_parallel([lambda job=job: observed(job) for job in jobs], connection.parallelism)
+        return in_parallel(
+            [
+                lambda job=job, metadata=metadata: observed(job, metadata)
+                for job, metadata in jobs
+                if metadata.get(EXPERIMENT_METADATA) == ids["experiment"] and JOB_METADATA in metadata
+            ],
+            connection.parallelism,
+        )
 
     def create(self, connection: BatchConnection, resource: Resource, progress=None) -> None:
         """The job, its task, then `terminatejob` once all tasks complete (set after the task exists: a job without
@@ -271,12 +269,6 @@ def _run(connection: BatchConnection, ids: dict[str, str], job: Any, metadata: d
 def _code(error: ResourceExistsError) -> str | None:
     """The Batch error code of a 409 (azure-core makes every 409 a ResourceExistsError, whatever its code)."""
     return getattr(getattr(error, "error", None), "code", None)
-
-
-def _iso_duration(value) -> str:
-    import isodate
-
-    return isodate.duration_isoformat(value)
 
 
 JOB = Job()

@@ -7,6 +7,7 @@ its write-only values (mount keys, the user account's password, the setup task's
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
 
@@ -120,7 +121,7 @@ class Pool(SpecCluster):
 
     def create(self, connection: BatchConnection, resource: Resource, progress=None) -> None:
         ids = resource.ids
-        properties = self._sent(connection, resource)
+        properties = self._sent(connection, resource, with_secrets=True)
         properties["metadata"] = as_metadata(owner_metadata(connection.spec_name, connection.fingerprints(resource)))
         connection.clients.batch.pool.create(ids["resource_group"], ids["workspace"], ids["cluster"], {"properties": properties})
 
@@ -130,16 +131,16 @@ class Pool(SpecCluster):
         their tasks complete, so that each runs the start task the spec now has (a node whose start task failed
         gets its second chance); the readiness wait follows them."""
         ids = resource.ids
-        sent = self._sent(connection, resource)
         fingerprints = connection.fingerprints(resource)
         live = connection.observed[resource.address]
         declared = prune(without_write_only(resource.desired))
-        properties: dict[str, Any] = {"metadata": as_metadata(owner_metadata(connection.spec_name, fingerprints))}
-        if live.state.get("scale_settings") != declared["scale_settings"]:
-            properties["scaleSettings"] = sent["scaleSettings"]
         # Its secrets too (what else is write-only forces a new pool); known only of a pool this spec made.
         secrets_changed = live.owned and live.stored.fingerprint != fingerprints
         start_task_changed = live.state.get("start_task") != declared.get("start_task") or secrets_changed
+        sent = self._sent(connection, resource, with_secrets=start_task_changed)
+        properties: dict[str, Any] = {"metadata": as_metadata(owner_metadata(connection.spec_name, fingerprints))}
+        if live.state.get("scale_settings") != declared["scale_settings"]:
+            properties["scaleSettings"] = sent["scaleSettings"]
         if start_task_changed and "startTask" in sent:
             properties["startTask"] = sent["startTask"]
         connection.clients.batch.pool.update(ids["resource_group"], ids["workspace"], ids["cluster"], {"properties": properties})
@@ -149,12 +150,12 @@ class Pool(SpecCluster):
                 # The request is all: waiting for its operation would wait for the node's running task to end.
                 data.begin_reboot_node(ids["cluster"], node.id, {"nodeRebootOption": "taskcompletion"})
 
-    def _sent(self, connection: BatchConnection, resource: Resource) -> dict[str, Any]:
-        """The pool's properties as ARM takes them: secrets revealed, the setup task's written to the share."""
+    def _sent(self, connection: BatchConnection, resource: Resource, *, with_secrets: bool) -> dict[str, Any]:
+        """The pool's properties as ARM takes them, secrets revealed; the setup task's secrets go to the share
+        instead (`with_secrets`: written, for a start task that is sent)."""
         body = connection.revealed(resource)
-        start_task = body.get("start_task")
-        if start_task is not None:
-            secrets = {item["name"]: item["value"] for item in start_task.pop("secrets", [])}
+        secrets = {item["name"]: item["value"] for item in (body.get("start_task") or {}).pop("secrets", [])}
+        if with_secrets:
             write_secrets(connection, resource.extra["secrets"], secrets)
         return wire(body)
 
@@ -178,15 +179,14 @@ def _node_counts(connection: BatchConnection, account: Observed) -> dict[str, di
     """Each pool's nodes by state, in Batch AI's words (`status` shows them): one request for the account."""
     with service_call(account.address, "counting the nodes of"):
         listed = list(connection.data(account.ids).list_pool_node_counts())
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter] = {}
     for pool in listed:
+        counted = counts.setdefault(pool.pool_id, Counter())
         for priority in (pool.dedicated, pool.low_priority):
             for state, count in (priority or {}).items():
-                named = NODE_COUNTS.get(state.lower(), state.lower())
                 if state != "total" and count:
-                    key = f"{named}_node_count"
-                    counts.setdefault(pool.pool_id, {})[key] = counts.get(pool.pool_id, {}).get(key, 0) + count
-    return counts
+                    counted[f"{NODE_COUNTS.get(state.lower(), state.lower())}_node_count"] += count
+    return {pool: dict(counted) for pool, counted in counts.items()}
 
 
 def _start_task(cluster, spec, subscription_id: str, ids: dict[str, str]) -> dict[str, Any] | None:

@@ -62,7 +62,7 @@ class Job(SpecJob):
     def desired(self, declaration: Declaration, walk: SpecWalk) -> dict[str, Any]:
         job, spec = declaration.node, walk.spec
         account = spec.storage.account.name if spec.storage else None
-        toolkit_name, toolkit = job.toolkit
+        toolkit_name, settings = self.toolkit_settings(job)
         container = None
         if job.container is not None:
             registry = job.container.registry
@@ -76,9 +76,6 @@ class Job(SpecJob):
                 },
                 "shm_size": job.container.shm_size,
             }
-        settings = plain(toolkit)
-        if toolkit_name == "cntk" and settings.get("process_count") is None:
-            settings["process_count"] = job.node_count  # the service fills it in so
         ids = declaration.ids
         # The cluster's own name: a job may name it in another case (spec.cluster matches without case).
         cluster_name = spec.cluster(job.cluster).name
@@ -96,7 +93,7 @@ class Job(SpecJob):
             "output_directories": sorted((plain(directory) for directory in job.output_directories), key=lambda d: d["id"]),
             "environment_variables": named_list(job.environment_variables),
             "secrets": secret_list(job.secrets),
-            "constraints": {"max_wall_clock_time": _iso_duration(job.constraints.max_wall_clock_time)},
+            "constraints": {"max_wall_clock_time": self.wall_clock(job)},
         }
         return prune(body)
 
@@ -178,12 +175,6 @@ def _record_run(connection: BatchAIConnection, job: batchai_models.Job, address:
         layout, run_id = runs.live_layout(connection.clients, job, address, connection.resource_group_of_account)
         if run_id:
             share_runs.record_run(connection.clients, layout, run_id, share_runs.run_record(job_status(job)))
-
-
-def _iso_duration(value) -> str:
-    import isodate
-
-    return isodate.duration_isoformat(value)
 
 
 JOB = Job()
