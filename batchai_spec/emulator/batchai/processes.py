@@ -65,11 +65,13 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished task: the phase that ended it (`preparation` or `command`) and its exit code.
-    `phase` is None when the task ended without writing its exit file (killed, or lost)."""
+    """A finished task: the phase that ended it (`preparation` or `command`), its exit code and when its exit file
+    was written (epoch seconds; it orders tasks that failed between two looks). `phase` is None when the task
+    ended without writing its exit file (killed, or lost)."""
 
     phase: str | None
     exit_code: int | None
+    ended_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,10 @@ def _alive(record: TaskRecord) -> bool:
 
 
 def _recorded_outcome(record: TaskRecord) -> Outcome | None:
+    exit_file = Path(record.exit_file)
     try:
-        phase, code = Path(record.exit_file).read_text().split()
-        return Outcome(phase, int(code))
+        phase, code = exit_file.read_text().split()
+        return Outcome(phase, int(code), exit_file.stat().st_mtime)
     except (OSError, ValueError):
         return None
 

@@ -6,6 +6,18 @@ gets one task per node (see toolkits.py) running its job preparation and command
 `execution.log` are appended live under `{stdOutErrPathPrefix}/{jobOutputDirectoryPathSegment}/stdouterr/`. The
 exit codes decide `succeeded` or `failed`.
 
+A task whose command (or job preparation) fails while other tasks still run fails the job at once: distributed
+tasks wait for each other, and the others could block forever in a collective. The emulator records that task
+(`failedTask` in the job's runtime), says in execution.log that it failed first, and stops the others (stop reason
+`task_failed`). The job's exit code and error are the first failing task's, never those of the tasks it stopped;
+for a job of several tasks the error's message names the task and node, and its `details` say `taskIndex`,
+`nodeId` and `stderr` (the stdouterr file with that task's stderr), e.g.
+`{"code": "JobFailed", "message": "Job failed with non-zero exit code (task 1 of 2, node tvm-…)", "details":
+[{"name": "taskIndex", "value": "1"}, {"name": "nodeId", "value": "tvm-…"}, {"name": "stderr", "value":
+"stderr-1.txt"}]}`. A single-task job's error has neither. Tasks that failed between two looks of the scheduler
+are ordered by when their exit file was written (as finely as the file system's clock; a tie goes to the lower
+task index).
+
 No process of a job outlives it. Stop requests (terminate, delete, wall-clock limit, scale-down, cluster deletion)
 send SIGTERM to each task's process group and to the processes that left it (see processes.py), then SIGKILL to
 whatever is still running after the grace period; a job whose commands ended but left processes running (children,
@@ -15,10 +27,13 @@ it ended. Emulator shutdown (`stop_everything`) does the same for every running 
 a deadline, and fails the jobs with `EmulatorStopped`.
 
 Errors in `executionInfo.errors` (emulator-defined codes except `JobFailed`): `JobFailed` (non-zero exit code),
-`JobPreparationFailed`, `JobTerminated` (terminate), `MaxWallClockTimeExceeded`, `JobProcessLost` (the process
-vanished, e.g. the machine restarted), `NodeDeallocated` (scale-down with nodeDeallocationOption=terminate),
-`ClusterDeleted`, `ClusterNotFound`, `MountFailed` (job-level mounts), `MpiRuntimeNotFound`, `SecretNotAvailable`,
-`JobStartFailed` (anything else that kept the processes from starting), `EmulatorStopped`.
+`JobPreparationFailed` (both with the first failing task's exit code and, for several tasks, details),
+`JobTerminated` (terminate), `MaxWallClockTimeExceeded`, `JobProcessLost` (the process vanished, e.g. the machine
+restarted), `NodeDeallocated` (scale-down with nodeDeallocationOption=terminate), `ClusterDeleted`,
+`ClusterNotFound`, `MountFailed` (job-level mounts), `MpiRuntimeNotFound` (no mpirun on the nodes' PATH),
+`SecretNotAvailable`, `JobStartFailed` (anything else that kept the processes from starting), `EmulatorStopped`.
+Stop reasons (execution.log, STOP_REASONS): terminate, wall clock, scale-down (deallocated or requeue), cluster
+deletion, job deletion, emulator shutdown, a failed task (`task_failed`), and processes left by ended commands.
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ from typing import Any
 
 from batchai_spec.emulator.batchai import mounts, store
 from batchai_spec.emulator.batchai.context import Context
-from batchai_spec.emulator.batchai.environment import SecretUnavailable, job_environment
+from batchai_spec.emulator.batchai.environment import SecretUnavailable, job_environment, node_environment
 from batchai_spec.emulator.batchai.models import TOOLKITS
 from batchai_spec.emulator.batchai.processes import Outcome, Signalled, Step, TaskRecord, count, pid_list, task_script
 from batchai_spec.emulator.batchai.store import Resource
@@ -69,9 +84,10 @@ STOP_REASONS = {
     "cluster_deleted": "its cluster is being deleted",
     "delete": "the job is being deleted",
     "shutdown": "the emulator is stopping",
+    "task_failed": "one of its tasks failed",  # _stop_reason names the task
     None: "its commands ended but left processes running",
 }
-TRANSIENT_RUNTIME = ("tasks", "stop", "stopSignalledAt", "killedAt")
+TRANSIENT_RUNTIME = ("tasks", "stop", "stopSignalledAt", "killedAt", "failedTask")
 PROCESS_LOST = (
     "JobProcessLost",
     "The job's process is gone without an exit code (the emulator's machine restarted, or the process was killed"
@@ -174,7 +190,8 @@ def _start(ctx: Context, job_key: str, cluster: Resource, node_ids: list[str], n
         job.status["executionInfo"] = {"startTime": iso_millis(now)}
         for transient in TRANSIENT_RUNTIME:
             job.runtime.pop(transient, None)
-        job.runtime.update(nodes=node_ids, startedAt=now, locations=launch.locations)
+        job.runtime.update(nodes=node_ids, startedAt=now, locations=launch.locations,
+                           stderrFiles=launch.stderr_files)
         store.save(db, job)
     records: list[TaskRecord] = []
     try:
@@ -206,6 +223,7 @@ class Launch:
     environments: list[dict[str, str]]
     locations: dict[str, Any]
     log: ExecutionLog
+    stderr_files: list[dict[str, str]]  # per task: phase -> the name of its stderr file in stdouterr/
 
 
 def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]) -> Launch:
@@ -227,6 +245,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
         raise StartFailure("MountFailed", str(error)) from None
     shared = ctx.layout.shared_job_temp(job_uuid)
     gpus = lookup(cluster.properties["vmSize"]).gpus
+    base = node_environment(ctx.host_env, ctx.config.job_python)
     try:
         shared.mkdir(parents=True, exist_ok=True)
         environments, temps = [], []
@@ -239,7 +258,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
             job_temp.mkdir(parents=True)
             mounts.link(node.job_mount_root(job_uuid), job_mounts)
             environments.append(job_environment(
-                ctx.host_env, properties, output_segment=segment, task_index=index, mount_root=node.mount_root,
+                base, properties, output_segment=segment, task_index=index, mount_root=node.mount_root,
                 job_mount_root=node.job_mount_root(job_uuid), jobs_dir=node.jobs_dir, job_temp=job_temp,
                 shared_job_temp=shared, gpus=gpus, tool_type=tool_type,
             ))
@@ -262,7 +281,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
             log.write(note)
         log.write(f"Toolkit settings: {json.dumps(settings, sort_keys=True)}")
         preparation = properties.get("jobPreparation")
-        scripts = []
+        scripts, stderr_files = [], []
         for index, command in enumerate(commands):
             steps = []
             if preparation:
@@ -278,6 +297,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
             script = temps[index] / f"task-{index}.sh"
             script.write_text(task_script(steps, script.with_suffix(".exit")))
             scripts.append(script)
+            stderr_files.append({step.phase: step.stderr.name for step in steps})
     except LaunchError as error:
         raise StartFailure(error.code, error.message) from None
     except SecretUnavailable as error:
@@ -285,7 +305,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
     except (OSError, ValueError) as error:
         raise StartFailure("JobStartFailed", f"The job's processes could not start: {error}") from None
     locations = {"stdouterr": _location(stdouterr, cluster_mounts + job_mounts), "outputs": outputs}
-    return Launch(scripts, environments, locations, log)
+    return Launch(scripts, environments, locations, log, stderr_files)
 
 
 def _location(path: Path, mounted: list[mounts.Mounted]) -> dict[str, str]:
@@ -308,13 +328,17 @@ def _supervise(ctx: Context, job: Resource, now: float) -> bool:
         stop, changed = "wallclock", True
     outcomes = [ctx.processes.outcome(record) for record in records]
     if stop is None and any(outcome is None for outcome in outcomes):
-        return changed
+        failed = _first_failure(outcomes)
+        if failed is None:
+            return changed
+        # The other tasks may wait for the failed one forever (a collective, a rendezvous): stop them now.
+        stop, changed = _stop_after_failure(ctx, job, *failed), True
     # Stopping, or every task's command has ended: nothing the job started may outlive it.
     left = _left_running(ctx, records)
     signalled, killed = job.runtime.get("stopSignalledAt"), job.runtime.get("killedAt")
     if left:
         if signalled is None:
-            _log(job, f"Stopping the job's processes: {STOP_REASONS.get(stop, stop)}")
+            _log(job, f"Stopping the job's processes: {_stop_reason(job, stop)}")
             for index in left:
                 _log(job, f"Task {index}: {ctx.processes.signal_tree(records[index], signal.SIGTERM).describe()}")
             _update_runtime(ctx, job.key, stopSignalledAt=now)
@@ -345,6 +369,56 @@ def _supervise(ctx: Context, job: Resource, now: float) -> bool:
         ctx.processes.release(record)
     _finish(ctx, job.key, outcomes, now)
     return True
+
+
+def _first_failure(outcomes: list[Outcome | None]) -> tuple[int, Outcome] | None:
+    """The task (index, outcome) whose command or job preparation failed first, by when its exit was recorded."""
+    failed = [(outcome.ended_at or 0.0, index) for index, outcome in enumerate(outcomes)
+              if outcome is not None and outcome.phase is not None and outcome.exit_code != 0]
+    if not failed:
+        return None
+    index = min(failed)[1]
+    return index, outcomes[index]
+
+
+def _stop_after_failure(ctx: Context, job: Resource, index: int, outcome: Outcome) -> str:
+    """Record the failed task and stop the job for it (unless another stop came first); returns the stop reason."""
+    failed = {"index": index, "phase": outcome.phase, "exitCode": outcome.exit_code}
+    with ctx.state.transaction() as db:
+        current = store.get(db, job.key, "job")
+        earlier = None if current is None else current.runtime.get("stop")
+        if current is not None and earlier is None:
+            current.runtime.update(stop="task_failed", failedTask=failed)
+            store.save(db, current)
+    if earlier is not None:
+        return earlier  # a stop requested since this step began (terminate, delete) goes on as asked
+    job.runtime.update(stop="task_failed", failedTask=failed)
+    text = _failure_text(job, index, outcome)
+    _log(job, f"{text[0].upper()}{text[1:]}, the first of the job's tasks to fail; the others are stopped")
+    return "task_failed"
+
+
+def _failed_task(job: Resource) -> tuple[int, Outcome] | None:
+    failed = job.runtime.get("failedTask")
+    return None if failed is None else (failed["index"], Outcome(failed["phase"], failed["exitCode"]))
+
+
+def _stop_reason(job: Resource, stop: str | None) -> str:
+    failed = _failed_task(job) if stop == "task_failed" else None
+    return _failure_text(job, *failed) if failed else STOP_REASONS.get(stop, stop)
+
+
+def _failure_text(job: Resource, index: int, outcome: Outcome) -> str:
+    """`task 1 (node tvm-…) failed with exit code 3 (stderr in stderr-1.txt)`."""
+    which = "the job preparation of task" if outcome.phase == "preparation" else "task"
+    text = f"{which} {index} (node {job.runtime['nodes'][index]}) failed with exit code {outcome.exit_code}"
+    stderr = _stderr_file(job, index, outcome)
+    return text + (f" (stderr in {stderr})" if stderr else "")
+
+
+def _stderr_file(job: Resource, index: int, outcome: Outcome) -> str | None:
+    files = job.runtime.get("stderrFiles") or []  # absent for jobs started by an older emulator
+    return files[index].get(outcome.phase or "") if index < len(files) else None
 
 
 def _left_running(ctx: Context, records: list[TaskRecord]) -> dict[int, dict[int, int]]:
@@ -391,24 +465,37 @@ def _finish(ctx: Context, job_key: str, outcomes: list[Outcome], now: float) -> 
         return
     stop = job.runtime.get("stop")
     every_task_recorded = bool(outcomes) and all(outcome.phase is not None for outcome in outcomes)
-    if stop is not None and not every_task_recorded:
+    if stop not in (None, "task_failed") and not every_task_recorded:
         if stop == "requeue":
             _requeue(ctx, job_key, now)
             return
         _end(ctx, job_key, now, errors=[_error(*STOP_ERRORS[stop])])
         return
-    for outcome in outcomes:
-        if outcome.phase is None:
-            _end(ctx, job_key, now, errors=[_error(*PROCESS_LOST)])
-            return
-        if outcome.exit_code != 0:
-            if outcome.phase == "preparation":
-                error = _error("JobPreparationFailed", f"The job preparation failed with exit code {outcome.exit_code}")
-            else:
-                error = _error("JobFailed", "Job failed with non-zero exit code")
-            _end(ctx, job_key, now, exit_code=outcome.exit_code, errors=[error])
-            return
-    _end(ctx, job_key, now, exit_code=0)
+    # The task that failed first decides, not the ones stopped because of it.
+    failed = _failed_task(job) or _first_failure(outcomes)
+    if failed is not None:
+        index, outcome = failed
+        error = _task_error(job, index, outcome, len(outcomes))
+        _end(ctx, job_key, now, exit_code=outcome.exit_code, errors=[error])
+    elif not every_task_recorded:
+        _end(ctx, job_key, now, errors=[_error(*PROCESS_LOST)])
+    else:
+        _end(ctx, job_key, now, exit_code=0)
+
+
+def _task_error(job: Resource, index: int, outcome: Outcome, tasks: int) -> dict[str, Any]:
+    """`JobFailed` / `JobPreparationFailed`; for a job of several tasks, which task failed and where its stderr is."""
+    if outcome.phase == "preparation":
+        error = _error("JobPreparationFailed", f"The job preparation failed with exit code {outcome.exit_code}")
+    else:
+        error = _error("JobFailed", "Job failed with non-zero exit code")
+    if tasks == 1:
+        return error
+    node = job.runtime["nodes"][index]
+    error["message"] += f" (task {index} of {tasks}, node {node})"
+    details = {"taskIndex": str(index), "nodeId": node, "stderr": _stderr_file(job, index, outcome)}
+    error["details"] = [{"name": name, "value": value} for name, value in details.items() if value is not None]
+    return error
 
 
 def _requeue(ctx: Context, job_key: str, now: float) -> None:

