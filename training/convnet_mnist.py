@@ -32,6 +32,42 @@ network is tiny, so step by step the run is bound by kernel launches and Python,
 same: minibatches of 64 in the same order, the same learner, dropout; what differs is only how dropout's random
 numbers are drawn (the graph's replays advance the generator in their own way) and the rounding of the fused update.
 If the capture fails, the run says so and goes on step by step.
+
+Distributed (data-parallel) training. The same command runs as one process, as N processes started by mpirun, or as
+one process per node started by the service; the environment says which, and no argument changes:
+- The workers: WORLD_SIZE and RANK (torch.distributed's, which the services set for PyTorch jobs; LOCAL_RANK too)
+  first, else Open MPI's OMPI_COMM_WORLD_SIZE / _RANK / _LOCAL_RANK, else PMI_SIZE / PMI_RANK (MPICH, Intel MPI;
+  local rank MPI_LOCALRANKID). None of them, or a size of 1, is the single-process run, unchanged.
+- The rendezvous (PyTorch): AZ_BATCHAI_PYTORCH_INIT_METHOD (Batch AI's: file://... or tcp://host:port), else env://
+  when MASTER_ADDR is set (with MASTER_PORT), else file://$AZ_BATCHAI_SHARED_JOB_TEMP/torch_distributed_init (a
+  directory all workers of a job share: how workers started by mpirun meet; a file left there by a crashed run
+  must go before the next run uses the directory), else the run stops with one error line, exit 1. The backend is
+  AZ_BATCHAI_PYTORCH_BACKEND lower-cased ('tcp', PyTorch 0.3's, is gloo), else nccl on CUDA, gloo on the CPU; a
+  worker on CUDA uses GPU LOCAL_RANK % device count (its rank where no local rank is given).
+  BATCHAI_TRAINING_DISTRIBUTED_TIMEOUT_S (default 300) bounds the rendezvous and every collective: a worker that
+  never comes ends the run with one error line, exit 1, after that long; a worker that fails or dies later breaks
+  its connections, and the others stop at their next all-reduce with one error line, exit 1.
+- The optimisation is the single process's, minibatch of 64 and all: every worker builds the same initial weights
+  (rank 0's are broadcast) and draws the same order each epoch (the same seed everywhere: --seed, or rank 0's
+  random pick, broadcast), and takes its contiguous shard of each minibatch (64 / N samples, sizes differing by
+  one where N does not divide it; a short last minibatch is shared the same way; a shard may be empty). Each
+  worker's summed gradient goes into one flat buffer and ONE all-reduce (sum) per step gives the whole minibatch's
+  gradient sum; the learner's step is then the single process's, with lr and momentum from the whole minibatch's
+  size. Dropout draws the mask of the whole minibatch on every worker (the generators are seeded alike) and each
+  worker applies its shard's rows, so with --seed the workers take the single process's steps up to float
+  rounding (the sum's order; as with 2 threads instead of 1, a ReLU on the edge may flip later and the runs drift
+  apart a little). On CUDA the distributed steps run eagerly (no CUDA graphs: the all-reduce sits between backward
+  and update).
+- Rank 0 alone prints (the others print nothing on stdout: under mpirun all stdouts land in one file), writes the
+  per-epoch models and the ONNX file, and runs the test pass. Its epoch lines report the whole epoch (loss and
+  error sums all-reduced); it adds one line after the parameter count, `Distributed: N workers (backend, init
+  method), n samples of each minibatch of 64 per worker`, and a last one, `All-reduce: x ms per step (backend),
+  y% of training time` (the wall time of the all-reduce call, waiting for the slowest worker included; on CUDA,
+  NCCL's work may go on after the call returns). Any worker's error goes to its own stderr, exit 1.
+- CNTK, under MPI only (CNTK's own distributed training; its communicator is the authority on the workers): the
+  learner is wrapped in data_parallel_distributed_learner (32 bits, from the first sample), each worker feeds its
+  shard of each minibatch, rank 0 reports, saves and tests, and Communicator.finalize() ends a successful run.
+  CNTK cannot broadcast a seed, so without --seed its workers order the samples with the fixed seed 0.
 """
 
 import argparse
@@ -41,7 +77,7 @@ import sys
 import time
 import warnings
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -105,6 +141,11 @@ ARCHITECTURE = (
 
 class DataError(Exception):
     """Missing or malformed data (or no framework to train with): the script prints the message alone, exit 1."""
+
+
+class DistributedError(Exception):
+    """A distributed run that cannot start (no rendezvous, no peers in time) or that lost a worker: the script
+    prints the message alone, exit 1."""
 
 
 def per_epoch(schedule, epoch):
@@ -241,20 +282,30 @@ class ExportUnavailable(Exception):
 
 
 class TorchBackend:
-    def __init__(self, train_samples, seed):
+    def __init__(self, train_samples, seed, distributed=None):
         import torch
 
         self.torch = torch
+        self.distributed = distributed  # TorchDistributed in a distributed run, else None
         if seed is not None:
             torch.manual_seed(seed)
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
         else:
             torch.backends.cudnn.benchmark = True
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if distributed is not None:
+                torch.manual_seed(distributed.seed)  # rank 0's pick: the same weights and dropout draws everywhere
+        if distributed is not None:
+            self.device = distributed.device
+        else:
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         self.description = "PyTorch {} on {}".format(torch.__version__, where)
         self.network = build_torch_network(torch, ARCHITECTURE, IMAGE_SHAPE).to(self.device)
+        self.dropouts = []
+        if distributed is not None:
+            distributed.broadcast_parameters(self.network)
+            self.dropouts = use_shard_dropout(torch, self.network)
         self.optimizer = make_unit_gain_sgd(torch, self.network.parameters())
         self.graphed = None  # GraphedTraining once prepare_training has captured the steps (CUDA only)
 
@@ -269,8 +320,8 @@ class TorchBackend:
     def prepare_training(self, data, epoch_size):
         """On CUDA, capture the training steps as CUDA graphs; returns a line saying how the steps run (None on
         the CPU, which trains step by step as ever)."""
-        if self.device.type != "cuda":
-            return None
+        if self.device.type != "cuda" or self.distributed is not None:
+            return None  # distributed: eager steps, the all-reduce sits between backward and update
         started = time.perf_counter()
         try:
             self.graphed = GraphedTraining(self.torch, self.network, data, epoch_size, use_graphs=True)
@@ -284,6 +335,8 @@ class TorchBackend:
     def train_epoch(self, data, order, epoch):
         if self.graphed is not None:
             return self.graphed.train_epoch(order, epoch)
+        if self.distributed is not None:
+            return self.train_epoch_distributed(data, order, epoch)
         torch = self.torch
         features, classes = data
         lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
@@ -303,6 +356,37 @@ class TorchBackend:
             loss_sum += loss.detach()
             errors += (outputs.detach().argmax(dim=1) != targets).sum()
         return float(loss_sum), int(errors)
+
+    def train_epoch_distributed(self, data, order, epoch):
+        """The loop above with this worker's shard of each global minibatch and one all-reduce of the gradients
+        between backward and update; the learner's lr and momentum follow the global minibatch's size. Returns the
+        whole epoch's (loss sum, errors), summed over the workers."""
+        torch = self.torch
+        distributed = self.distributed
+        features, classes = data
+        lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
+        time_constant = per_epoch(MOMENTUM_TIME_CONSTANT, epoch)
+        order = torch.from_numpy(order).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        errors = torch.zeros((), dtype=torch.int64, device=self.device)
+        parameters = list(self.network.parameters())
+        self.network.train()
+        for start in range(0, len(order), MINIBATCH_SIZE):
+            batch = order[start : start + MINIBATCH_SIZE]
+            first, stop = shard_bounds(len(batch), distributed.size, distributed.rank)
+            for dropout in self.dropouts:
+                dropout.rows = (len(batch), first, stop)
+            mine = batch[first:stop]  # may be empty (more workers than samples): a zero gradient, as it should
+            targets = classes[mine]
+            outputs = self.network(features[mine].float())
+            loss = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            distributed.all_reduce_gradients(parameters)
+            self.optimizer.step(lr_per_sample, unit_gain_momentum(len(batch), time_constant))
+            loss_sum += loss.detach()
+            errors += (outputs.detach().argmax(dim=1) != targets).sum()
+        return distributed.sum_over_workers(loss_sum, errors)
 
     def count_errors(self, data, start, stop):
         features, classes = data
@@ -380,6 +464,36 @@ def build_torch_network(torch, architecture, input_shape):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
     return network
+
+
+def use_shard_dropout(torch, network):
+    """Replace the network's dropout layers (a distributed run's) by ShardDropout; returns the new layers."""
+
+    class ShardDropout(torch.nn.Module):
+        """Dropout for one worker's shard of a global minibatch: it draws the mask of the WHOLE minibatch, as one
+        process's dropout draws it from the same generator (every worker's is seeded alike), and applies the rows
+        of its shard, so the workers together drop what the single process drops. The training loop sets `rows`
+        to (global minibatch size, shard start, shard stop) before each step."""
+
+        def __init__(self, rate):
+            super().__init__()
+            self.rate = rate
+            self.rows = None
+
+        def forward(self, inputs):
+            if not self.training or self.rate == 0:
+                return inputs
+            total, start, stop = self.rows
+            noise = torch.empty((total,) + tuple(inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)
+            noise.bernoulli_(1 - self.rate).div_(1 - self.rate)
+            return inputs * noise[start:stop]
+
+    replaced = []
+    for index, module in enumerate(network):
+        if isinstance(module, torch.nn.Dropout):
+            network[index] = ShardDropout(module.p)
+            replaced.append(network[index])
+    return replaced
 
 
 def make_unit_gain_sgd(torch, parameters):
@@ -554,10 +668,11 @@ class GraphedTraining:
 
 
 class CntkBackend:
-    def __init__(self, train_samples, seed):
+    def __init__(self, train_samples, seed, distributed=None):
         import cntk as C
 
         self.C = C
+        self.distributed = distributed  # CntkDistributed in a distributed run (under MPI), else None
         if seed is not None:
             # Not force_deterministic_algorithms(): CNTK has no deterministic overlapped max pooling (3x3, stride 2).
             C.cntk_py.set_fixed_random_seed(seed)
@@ -575,6 +690,10 @@ class CntkBackend:
             C.learners.momentum_as_time_constant_schedule(MOMENTUM_TIME_CONSTANT, epoch_size=train_samples),
             unit_gain=True,
         )
+        if distributed is not None:
+            # The gradients are summed over the workers (32 bits: no quantisation) from the first sample on; the
+            # schedules then count the samples of all workers, so epoch_size stays the whole training set.
+            learner = distributed.data_parallel(learner)
         self.trainer = C.Trainer(self.network, (criterion, metric), [learner])
 
     def parameter_shapes(self):
@@ -589,12 +708,33 @@ class CntkBackend:
 
     def train_epoch(self, data, order, epoch):
         # The learner's schedules advance by samples seen, one epoch_size per epoch, so `epoch` is implied.
+        if self.distributed is not None:
+            return self.train_epoch_distributed(data, order)
         features, labels = data
         loss_sum = error_sum = 0.0
         for start in range(0, len(order), MINIBATCH_SIZE):
             batch = order[start : start + MINIBATCH_SIZE]
             batch_features = features[batch].astype(np.float32)
             self.trainer.train_minibatch({self.features: batch_features, self.labels: labels[batch]})
+            loss_sum += self.trainer.previous_minibatch_loss_average * len(batch)
+            error_sum += self.trainer.previous_minibatch_evaluation_average * len(batch)
+        return loss_sum, int(round(error_sum))
+
+    def train_epoch_distributed(self, data, order):
+        """Each worker feeds its shard of each global minibatch; the distributed learner sums the gradients, and
+        the trainer's loss and metric averages are then over the whole minibatch (all workers' samples)."""
+        features, labels = data
+        size, rank = self.distributed.size, self.distributed.rank
+        loss_sum = error_sum = 0.0
+        for start in range(0, len(order), MINIBATCH_SIZE):
+            batch = order[start : start + MINIBATCH_SIZE]
+            first, stop = shard_bounds(len(batch), size, rank)
+            mine = batch[first:stop]
+            if len(mine):
+                arguments = {self.features: features[mine].astype(np.float32), self.labels: labels[mine]}
+                self.trainer.train_minibatch(arguments)
+            else:  # more workers than samples: an empty minibatch still takes part in the aggregation
+                self.trainer.train_minibatch({})
             loss_sum += self.trainer.previous_minibatch_loss_average * len(batch)
             error_sum += self.trainer.previous_minibatch_evaluation_average * len(batch)
         return loss_sum, int(round(error_sum))
@@ -631,7 +771,9 @@ def build_cntk_network(C, architecture, features):
     return output
 
 
-def choose_backend(train_samples, seed):
+def choose_backend(train_samples, seed, distributed=None):
+    if distributed is not None:  # start_distributed has chosen the framework
+        return distributed.backend_class(train_samples, seed, distributed)
     try:
         import cntk  # noqa: F401  (the job image's framework)
     except ImportError:
@@ -643,6 +785,282 @@ def choose_backend(train_samples, seed):
     except ImportError:
         raise DataError("neither CNTK nor PyTorch is installed for {}".format(sys.executable)) from None
     return TorchBackend(train_samples, seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distributed training: data parallelism over the workers of one job, chosen from the environment
+
+
+class World(NamedTuple):
+    size: int
+    rank: int
+    local_rank: Optional[int]  # None where the launcher does not say
+    source: str  # the variable the size came from ("" for a single process)
+
+
+SINGLE_PROCESS = World(1, 0, 0, "")
+
+# (size, rank, local rank) by launcher, in order of precedence: torch.distributed's (the services set them for
+# PyTorch jobs), Open MPI's (mpirun), then PMI's (MPICH, Intel MPI; their local rank is MPI_LOCALRANKID).
+WORLD_VARIABLES = (
+    ("WORLD_SIZE", "RANK", "LOCAL_RANK"),
+    ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"),
+)
+INIT_METHOD_VARIABLE = "AZ_BATCHAI_PYTORCH_INIT_METHOD"
+BACKEND_VARIABLE = "AZ_BATCHAI_PYTORCH_BACKEND"
+SHARED_JOB_TEMP_VARIABLE = "AZ_BATCHAI_SHARED_JOB_TEMP"
+RENDEZVOUS_FILE = "torch_distributed_init"
+TIMEOUT_VARIABLE = "BATCHAI_TRAINING_DISTRIBUTED_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 300.0
+CNTK_ORDER_SEED = 0  # CNTK's workers cannot share a random pick: without --seed their common order seed is this
+
+
+def _integer_variable(environ, name, minimum):
+    text = environ.get(name, "").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise DistributedError("{}={!r} is not a whole number".format(name, text)) from None
+    if value < minimum:
+        raise DistributedError("{}={} is below {}".format(name, value, minimum))
+    return value
+
+
+def detect_world(environ):
+    """This process's place among the workers of a run, from the first launcher's variables that are set; a
+    world of one (the plain single-process run) where none are."""
+    for size_name, rank_name, local_name in WORLD_VARIABLES:
+        if not environ.get(size_name, "").strip():
+            continue
+        size = _integer_variable(environ, size_name, 1)
+        if size == 1:
+            return SINGLE_PROCESS
+        if not environ.get(rank_name, "").strip():
+            raise DistributedError("{}={} but {} is not set".format(size_name, size, rank_name))
+        rank = _integer_variable(environ, rank_name, 0)
+        if rank >= size:
+            raise DistributedError("{}={} is not below {}={}".format(rank_name, rank, size_name, size))
+        local_rank = _integer_variable(environ, local_name, 0) if environ.get(local_name, "").strip() else None
+        return World(size, rank, local_rank, size_name)
+    return SINGLE_PROCESS
+
+
+def shard_bounds(count, workers, rank):
+    """The slice [start, stop) of a minibatch of `count` samples that worker `rank` of `workers` takes: contiguous,
+    sizes differing by at most one, together the whole minibatch (a worker's share may be empty)."""
+    return count * rank // workers, count * (rank + 1) // workers
+
+
+def shard_sizes(count, workers):
+    """How many samples of a minibatch of `count` the workers take, as a phrase: '32', '21 or 22'."""
+    low, high = count // workers, -(-count // workers)
+    return str(low) if low == high else "{} or {}".format(low, high)
+
+
+def rendezvous(environ):
+    """torch.distributed's init_method: Batch AI's own variable, else env:// (MASTER_ADDR and MASTER_PORT), else
+    a file in the job's shared temporary directory (how workers started by mpirun meet)."""
+    method = environ.get(INIT_METHOD_VARIABLE, "").strip()
+    if method:
+        return method
+    if environ.get("MASTER_ADDR", "").strip():
+        if not environ.get("MASTER_PORT", "").strip():
+            raise DistributedError("MASTER_ADDR is set but MASTER_PORT is not")
+        return "env://"
+    shared = environ.get(SHARED_JOB_TEMP_VARIABLE, "").strip()
+    if shared:
+        return "file://" + os.path.join(os.path.abspath(shared), RENDEZVOUS_FILE)
+    raise DistributedError(
+        "a distributed run needs a rendezvous: set {}, or MASTER_ADDR and MASTER_PORT, or {}".format(
+            INIT_METHOD_VARIABLE, SHARED_JOB_TEMP_VARIABLE
+        )
+    )
+
+
+def communication_backend(environ, cuda):
+    """AZ_BATCHAI_PYTORCH_BACKEND lower-cased ('tcp', PyTorch 0.3's backend, is gloo now), else nccl on CUDA and
+    gloo on the CPU."""
+    name = environ.get(BACKEND_VARIABLE, "").strip().lower()
+    if name == "tcp":
+        return "gloo"
+    return name or ("nccl" if cuda else "gloo")
+
+
+def distributed_timeout(environ):
+    text = environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise DistributedError("{}={!r} is not a positive number of seconds".format(TIMEOUT_VARIABLE, text))
+    return seconds
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return "{}: {}".format(type(error).__name__, lines[0] if lines else "")
+
+
+def start_distributed(world, environ, seed):
+    """Join the other workers with the framework the run will train with (chosen as choose_backend does)."""
+    try:
+        import cntk  # noqa: F401
+    except ImportError:
+        return TorchDistributed(world, environ, seed)
+    return CntkDistributed(world, seed)
+
+
+class TorchDistributed:
+    """torch.distributed for the PyTorch back end: the process group, the shared seed, and the all-reduces."""
+
+    def __init__(self, world, environ, seed):
+        import datetime
+
+        self.backend_class = TorchBackend
+        self.size, self.rank = world.size, world.rank
+        self.init_method = rendezvous(environ)
+        self.shown = self.init_method
+        if self.init_method == "env://":
+            self.shown = "env://{}:{}".format(environ["MASTER_ADDR"].strip(), environ["MASTER_PORT"].strip())
+        timeout = distributed_timeout(environ)
+        try:
+            import torch
+            import torch.distributed as dist
+        except ImportError:
+            raise DataError("neither CNTK nor PyTorch is installed for {}".format(sys.executable)) from None
+        self.torch, self.dist = torch, dist
+        cuda = torch.cuda.is_available()
+        self.backend = communication_backend(environ, cuda)
+        if cuda:
+            local_rank = world.local_rank if world.local_rank is not None else world.rank
+            self.device = torch.device("cuda", local_rank % torch.cuda.device_count())
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        self.allreduce_seconds = 0.0
+        self.allreduce_steps = 0
+        try:
+            dist.init_process_group(
+                self.backend,
+                init_method=self.init_method,
+                world_size=self.size,
+                rank=self.rank,
+                timeout=datetime.timedelta(seconds=timeout),
+            )
+        except Exception as error:
+            message = "worker {} of {} could not meet the others through {} ({}) within {:g}s: {}"
+            raise DistributedError(
+                message.format(self.rank, self.size, self.shown, self.backend, timeout, _first_line(error))
+            ) from None
+        self.seed = seed if seed is not None else self._shared_seed()
+
+    def _failed(self, what, error):
+        message = "worker {} of {}: {} failed (another worker stopped?): {}"
+        return DistributedError(message.format(self.rank, self.size, what, _first_line(error)))
+
+    def _shared_seed(self):
+        """Rank 0's random seed, for every worker: the same weights, orders and dropout draws everywhere."""
+        pick = int.from_bytes(os.urandom(4), "little") >> 1 if self.rank == 0 else 0
+        value = self.torch.tensor([pick], dtype=self.torch.int64, device=self.device)
+        try:
+            self.dist.broadcast(value, 0)
+        except Exception as error:
+            raise self._failed("sharing the seed", error) from None
+        return int(value[0])
+
+    def broadcast_parameters(self, network):
+        try:
+            with self.torch.no_grad():
+                for parameter in network.parameters():
+                    self.dist.broadcast(parameter, 0)
+        except Exception as error:
+            raise self._failed("sharing the initial weights", error) from None
+
+    def all_reduce_gradients(self, parameters):
+        """Sum each gradient over the workers in ONE all-reduce of them all in one flat buffer; the parameters'
+        .grad become views of the sums."""
+        torch = self.torch
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in parameters]
+        )
+        started = time.perf_counter()
+        try:
+            self.dist.all_reduce(flat)
+        except Exception as error:
+            raise self._failed("the gradients' all-reduce", error) from None
+        self.allreduce_seconds += time.perf_counter() - started
+        self.allreduce_steps += 1
+        offset = 0
+        for parameter in parameters:
+            count = parameter.numel()
+            parameter.grad = flat[offset : offset + count].view_as(parameter)
+            offset += count
+
+    def sum_over_workers(self, loss_sum, errors):
+        totals = self.torch.stack([loss_sum.double(), errors.double()])
+        try:
+            self.dist.all_reduce(totals)
+        except Exception as error:
+            raise self._failed("the epoch's loss all-reduce", error) from None
+        return float(totals[0]), int(round(float(totals[1])))
+
+    def describe(self):
+        return "Distributed: {} workers ({}, {}), {} samples of each minibatch of {} per worker".format(
+            self.size, self.backend, self.shown, shard_sizes(MINIBATCH_SIZE, self.size), MINIBATCH_SIZE
+        )
+
+    def summary(self, train_seconds):
+        """The all-reduce's wall time per step (the call's time: on CUDA, NCCL's may run on after it returns)."""
+        per_step = self.allreduce_seconds / max(self.allreduce_steps, 1)
+        share = self.allreduce_seconds / train_seconds * 100.0 if train_seconds > 0 else 0.0
+        return "All-reduce: {:0.2f} ms per step ({}), {:0.0f}% of training time".format(
+            per_step * 1e3, self.backend, share
+        )
+
+    def close(self, finished):
+        try:
+            self.dist.destroy_process_group()
+        except Exception:
+            if finished:
+                raise
+
+
+class CntkDistributed:
+    """CNTK's own data-parallel training under MPI (mpirun): CNTK's communicator is the authority on the workers."""
+
+    def __init__(self, world, seed):
+        import cntk.train.distributed as cntk_distributed
+
+        self.backend_class = CntkBackend
+        self.cntk_distributed = cntk_distributed
+        communicator = cntk_distributed.Communicator
+        self.size, self.rank = communicator.num_workers(), communicator.rank()
+        if self.size != world.size:
+            message = "{} says {} workers but CNTK's MPI sees {}: CNTK trains distributed only when started by mpirun"
+            raise DistributedError(message.format(world.source, world.size, self.size))
+        self.seed = seed if seed is not None else CNTK_ORDER_SEED
+        self.backend = "CNTK over MPI"
+
+    def data_parallel(self, learner):
+        return self.cntk_distributed.data_parallel_distributed_learner(
+            learner, num_quantization_bits=32, distributed_after=0
+        )
+
+    def describe(self):
+        return "Distributed: {} workers ({}), {} samples of each minibatch of {} per worker".format(
+            self.size, self.backend, shard_sizes(MINIBATCH_SIZE, self.size), MINIBATCH_SIZE
+        )
+
+    def summary(self, train_seconds):
+        return None  # CNTK does not expose its aggregation's time
+
+    def close(self, finished):
+        if finished:  # CNTK: finalize after a successful run only
+            self.cntk_distributed.Communicator.finalize()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -665,45 +1083,79 @@ def final_results(minibatches, errors, samples):
     return line.format(minibatches + 1, errors * 100.0 / samples, samples)
 
 
-def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, test_samples=None, seed=None):
-    """Train, save one model per epoch, test; return the test error rate."""
+def _quiet(*args, **kwargs):
+    pass
+
+
+def convnet_mnist(
+    data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, test_samples=None, seed=None, environ=None
+):
+    """Train, save one model per epoch, test; return the test error rate. In a distributed run (the environment
+    says so, see the module's docstring) this process is one worker: only rank 0 reports, saves and tests, and the
+    other workers return None."""
+    environ = os.environ if environ is None else environ
+    world = detect_world(environ)
+    if world.size == 1:
+        return _convnet_mnist(data_dir, model_dir, epochs, train_samples, test_samples, seed, None)
+    distributed = start_distributed(world, environ, seed)
+    finished = False
+    try:
+        result = _convnet_mnist(data_dir, model_dir, epochs, train_samples, test_samples, seed, distributed)
+        finished = True
+    finally:
+        distributed.close(finished)
+    return result
+
+
+def _convnet_mnist(data_dir, model_dir, epochs, train_samples, test_samples, seed, distributed):
+    leader = distributed is None or distributed.rank == 0
+    report = print if leader else _quiet  # under mpirun every worker's stdout goes to one file: rank 0's alone
     started = time.perf_counter()
     train = load_dataset(os.path.join(data_dir, TRAIN_FILE), train_samples)
     test = load_dataset(os.path.join(data_dir, TEST_FILE), test_samples)
-    print(
+    report(
         "Read {} training and {} test samples from {} in {:0.1f}s".format(
             len(train.classes), len(test.classes), data_dir, time.perf_counter() - started
         )
     )
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-    except OSError as error:
-        raise DataError("cannot create the model directory {}: {}".format(model_dir, error.strerror or error)) from None
+    if leader:
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+        except OSError as error:
+            message = "cannot create the model directory {}: {}".format(model_dir, error.strerror or error)
+            raise DataError(message) from None
 
     epoch_size = len(train.classes)
-    backend = choose_backend(epoch_size, seed)
-    print("Framework: {}".format(backend.description))
+    backend = choose_backend(epoch_size, seed, distributed)
+    report("Framework: {}".format(backend.description))
     shapes = backend.parameter_shapes()
-    print("Training {} parameters in {} parameter tensors.".format(sum(int(np.prod(s)) for s in shapes), len(shapes)))
+    report("Training {} parameters in {} parameter tensors.".format(sum(int(np.prod(s)) for s in shapes), len(shapes)))
+    if distributed is not None:
+        report(distributed.describe())
     train_data = backend.dataset(train)
     how = backend.prepare_training(train_data, epoch_size)
     if how:
-        print(how)
-    print()
+        report(how)
+    report()
     sys.stdout.flush()
 
-    shuffle = np.random.RandomState(seed)
+    shuffle = np.random.RandomState(seed if distributed is None else distributed.seed)
+    train_seconds = 0.0
     for epoch in range(epochs):
         if epoch == 0 or per_epoch(LR_PER_SAMPLE, epoch) != per_epoch(LR_PER_SAMPLE, epoch - 1):
-            print("Learning rate per 1 samples: {}".format(per_epoch(LR_PER_SAMPLE, epoch)))
+            report("Learning rate per 1 samples: {}".format(per_epoch(LR_PER_SAMPLE, epoch)))
         if epoch == 0 or per_epoch(MOMENTUM_TIME_CONSTANT, epoch) != per_epoch(MOMENTUM_TIME_CONSTANT, epoch - 1):
-            print("Momentum time constant: {} samples".format(per_epoch(MOMENTUM_TIME_CONSTANT, epoch)))
+            report("Momentum time constant: {} samples".format(per_epoch(MOMENTUM_TIME_CONSTANT, epoch)))
         epoch_started = time.perf_counter()
         loss_sum, errors = backend.train_epoch(train_data, shuffle.permutation(epoch_size), epoch)
         seconds = time.perf_counter() - epoch_started
-        print(epoch_summary(epoch, epochs, loss_sum, errors, epoch_size, seconds))
+        train_seconds += seconds
+        report(epoch_summary(epoch, epochs, loss_sum, errors, epoch_size, seconds))
         sys.stdout.flush()
-        backend.save(os.path.join(model_dir, MODEL_FILE.format(epoch)))
+        if leader:
+            backend.save(os.path.join(model_dir, MODEL_FILE.format(epoch)))
+    if not leader:
+        return None  # every worker holds the same weights: rank 0 tests and exports them
 
     test_data = backend.dataset(test)
     test_size = len(test.classes)
@@ -725,6 +1177,9 @@ def convnet_mnist(data_dir, model_dir, epochs=MAX_EPOCHS, train_samples=None, te
     else:
         print("ONNX model: {}".format(onnx_path))
     print("Models: {} ({} .. {})".format(model_dir, MODEL_FILE.format(0), MODEL_FILE.format(epochs - 1)))
+    summary = distributed.summary(train_seconds) if distributed is not None else None
+    if summary:
+        print(summary)
     return errors / test_size
 
 
@@ -746,7 +1201,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         convnet_mnist(args.data_dir, args.model_dir, args.epochs, args.train_samples, args.test_samples, args.seed)
-    except DataError as error:
+    except (DataError, DistributedError) as error:
         sys.stdout.flush()
         print("{}: error: {}".format(parser.prog, error), file=sys.stderr)
         return DATA_ERROR_EXIT
