@@ -17,7 +17,7 @@ from pathlib import Path
 # Open MPI 4 (OMPI_MCA_*) and 5 (PRTE_MCA_*, whose launcher is PRRTE) spell oversubscription differently.
 MACHINE_ENVIRONMENT = {
     "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    "PRTE_MCA_rmaps_default_mapping_policy": "slot:oversubscribe",
 }
 ROOT_ENVIRONMENT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 

@@ -19,10 +19,10 @@ A node's directory is `ctx.nodes_root/<account>/<pool>/<node_id>/` with `startup
 `workitems/{job}/job-1/{task}/wd`) and `bin/` (the image's `python3` and `python`, first on every task's PATH;
 see task_environment.py).
 
-`batch_nodes.runtime` keys (read by the data plane): `ip` ("10.0.0.N"), `root` (the node directory), `isDedicated`,
-`vmSize`, `allocationTime`, `lastBootTime` (ISO 8601), `schedulingState` ("enabled"/"disabled": a node leaving
-after its task takes no new one), `startTask` (the pool's start task when the node started, ARM spelling),
-`startTaskInfo` (data-plane spelling: state running|completed, startTime, endTime, exitCode, result
+`batch_nodes.runtime` keys (read by the data plane): `ip` ("127.10.0.N", see `_free_ip`), `root` (the node
+directory), `isDedicated`, `vmSize`, `allocationTime`, `lastBootTime` (ISO 8601), `schedulingState`
+("enabled"/"disabled": a node leaving after its task takes no new one), `startTask` (the pool's start task when the
+node started, ARM spelling), `startTaskInfo` (data-plane spelling: state running|completed, startTime, endTime, exitCode, result
 success|failure, retryCount, lastRetryTime, failureInfo), `errors` (data-plane `[{code, message, errorDetails}]`);
 the emulator's own: `startTaskProcess`, `startTaskLeftovers`, `leaveAfterTask`, `signalledAt`, `killedAt`.
 """
@@ -50,6 +50,7 @@ from batchai_spec.emulator.batchai.vm_sizes import lookup
 from batchai_spec.emulator.clock import iso8601
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.lro import finish_operation
+from batchai_spec.emulator.mpi import machine_environment
 
 logger = logging.getLogger("batchai_spec.emulator")
 
@@ -421,12 +422,14 @@ def _add_node(ctx: Context, db: sqlite3.Connection, pool: Pool, dedicated: bool,
 
 
 def _free_ip(db: sqlite3.Connection, pool: Pool) -> str:
-    """10.0.0.4 upwards, as Azure numbers a pool's nodes in its subnet."""
+    """127.10.0.4 upwards, as Azure numbers a pool's nodes in its subnet (10.0.0.4, ...): loopback addresses, all of
+    them this machine on Linux, so that what a task's process listens on at its node's address (torch.distributed's
+    rendezvous on AZ_BATCH_MASTER_NODE, an MPI daemon) is reachable there from the task's other nodes."""
     used = {node.runtime.get("ip") for node in store.list_nodes(db, pool.account, pool.name)}
     number = 4
-    while f"10.0.{number // 256}.{number % 256}" in used:
+    while f"127.10.{number // 256}.{number % 256}" in used:
         number += 1
-    return f"10.0.{number // 256}.{number % 256}"
+    return f"127.10.{number // 256}.{number % 256}"
 
 
 def _release_limit(ctx: Context) -> float:
@@ -562,6 +565,7 @@ def _launch_start_task(ctx: Context, account: Account, pool: Pool, node: Node | 
     # a setting of one of them does not change what the task sees.
     env = {
         **ctx.host_env,
+        **machine_environment(),  # the image's MPI settings (task_environment.py)
         **{item["name"]: str(item.get("value", "")) for item in task.get("environmentSettings") or []},
         **node_environment(account, pool, node),
         "AZ_BATCH_TASK_DIR": str(startup),

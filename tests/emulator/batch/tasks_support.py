@@ -76,7 +76,7 @@ class World:
                     "INSERT INTO batch_nodes (account, pool, node_id, state, since, due_at, task_key, runtime, seq)"
                     " VALUES (?, ?, ?, 'idle', ?, NULL, NULL, ?, ?)",
                     (ACCOUNT, name, node_id, moment,
-                     json.dumps({"ip": f"10.0.0.{index + 4}", "root": str(root), "isDedicated": True}),
+                     json.dumps({"ip": f"127.10.0.{index + 4}", "root": str(root), "isDedicated": True}),
                      store.next_seq(db, "batch_nodes")),
                 )
                 node_ids.append(node_id)

@@ -66,7 +66,7 @@ def test_a_pool_made_by_the_data_plane(batch_context: Context, client: BatchClie
     assert raised.value.error.code == "PoolNotFound"
     nodes = list(client.list_nodes(pool_id))
     node = client.get_node(pool_id, nodes[0].id)
-    assert node.ip_address == "10.0.0.4" and node.is_dedicated is True and node.scheduling_state == "enabled"
+    assert node.ip_address == "127.10.0.4" and node.is_dedicated is True and node.scheduling_state == "enabled"
     assert node.start_task_info.state == "completed" and node.start_task_info.exit_code == 0
     assert node.affinity_id == f"TVM:{node.id}" and node.url == f"{dataplane.url}/pools/{pool_id}/nodes/{node.id}"
     with pytest.raises(ResourceNotFoundError) as raised:
@@ -129,7 +129,7 @@ def test_a_multi_instance_task_on_two_nodes(batch_context: Context, client: Batc
     subtasks = list(client.list_subtasks(job_id, "mpi"))
     assert [subtask.id for subtask in subtasks] == [1]
     assert subtasks[0].node_info.node_id != task.node_info.node_id
-    assert b"".join(client.download_task_file(job_id, "mpi", "stdout.txt")) == b"10.0.0.4,10.0.0.5\n"
+    assert b"".join(client.download_task_file(job_id, "mpi", "stdout.txt")) == b"127.10.0.4,127.10.0.5\n"
 
 
 def test_terminating_a_running_task(batch_context: Context, emulator: RunningEmulator, client: BatchClient):

@@ -62,7 +62,7 @@ def test_pool_grows_to_two_nodes_with_a_mounted_share_and_a_start_task(emulator,
     found = wait_nodes(emulator, batch_account, "p1", all_in("idle", 2))
     pool = wait_for(lambda: batch_mgmt.pool.get(group, name, "p1"), lambda p: p.allocation_state == "Steady")
     assert pool.current_dedicated_nodes == 2 and pool.current_low_priority_nodes == 0
-    assert sorted(node.runtime["ip"] for node in found) == ["10.0.0.4", "10.0.0.5"]
+    assert sorted(node.runtime["ip"] for node in found) == ["127.10.0.4", "127.10.0.5"]
     for node in found:
         assert node.node_id.startswith("tvmps_") and node.node_id.endswith("_d") and len(node.node_id) == 72
         root = Path(node.runtime["root"])

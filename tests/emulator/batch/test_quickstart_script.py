@@ -127,7 +127,7 @@ def test_quickstart_against_the_emulator(quickstart_emulator: RunningEmulator):
 
     # The multi-instance task: the primary's host list and the subtask on the other node.
     assert "task pair completed: exit code 0 (success)" in result.stdout
-    assert re.search(r"primary on tvmps_\w+: hosts=10\.0\.0\.\d+,10\.0\.0\.\d+ master=true", result.stdout)
+    assert re.search(r"primary on tvmps_\w+: hosts=127\.10\.0\.\d+,127\.10\.0\.\d+ master=true", result.stdout)
     assert re.search(r"subtask 1 on node tvmps_\w+: completed, exit code 0", result.stdout)
 
     # Scale-down and cleanup.

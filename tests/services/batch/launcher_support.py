@@ -5,7 +5,10 @@ holding the launcher at `.batchai-spec/launcher.py` (read from the package as th
 (azure-mgmt-batch) and a pool of one node that mounts the share at `$AZ_BATCH_NODE_MOUNTS_DIR/afs`. `world.run`
 makes a job and its one task whose command line runs the launcher (`/bin/sh -c 'exec python3 ... job'`) with the
 launch description in BATCHAI_SPEC_LAUNCH, waits for it to complete (polling with a deadline) and downloads the
-task's stdout.txt and stderr.txt through the data plane (azure-batch 15.1.0).
+task's stdout.txt and stderr.txt through the data plane (azure-batch 15.1.0). `launcher_pair_world`: the same world
+with a second pool, of two nodes with inter-node communication, where `world.start(..., pool=PAIR_POOL)` makes the
+job's task a multi-instance task as the tool makes it (numberOfInstances = node_count, the launcher's `worker` as the
+coordination command, a task-scoped admin auto-user).
 
 Test modules import the fixtures by name: `from tests.services.batch.launcher_support import launcher_world,
 launcher_cluster, batch_context, batch_mgmt  # noqa: F401`; after each test, what it left running is terminated.
@@ -43,6 +46,7 @@ T = TypeVar("T")
 MOUNT = "afs"
 LAUNCHER_PATH = ".batchai-spec/launcher.py"
 POOL = "launcher-pool"
+PAIR_POOL = "launcher-pair"
 LAUNCHER_SOURCE = (importlib.resources.files("batchai_spec.services.batch") / "launcher" / "launcher.py").read_text(
     encoding="utf-8")
 MOUNT_ROOT = "$AZ_BATCHAI_MOUNT_ROOT/" + MOUNT
@@ -120,6 +124,7 @@ class LauncherWorld:
     share_client: ShareClient
     node_root: Path
     jobs: list[str] = field(default_factory=list)
+    pair_roots: list[Path] = field(default_factory=list)  # the pair pool's nodes, once made
 
     # ------------------------------------------------------------------------------------------- the share
 
@@ -146,20 +151,28 @@ class LauncherWorld:
     # ------------------------------------------------------------------------------------------- jobs
 
     def start(self, launch: dict[str, Any] | None, *, env: dict[str, str] | None = None, mode: str = "job",
-              raw_launch: str | None = None) -> tuple[str, str]:
-        """A job with one task running the launcher; (job id, task id). `raw_launch` replaces the JSON text."""
+              raw_launch: str | None = None, pool: str = POOL) -> tuple[str, str]:
+        """A job with one task running the launcher; (job id, task id). `raw_launch` replaces the JSON text. On
+        PAIR_POOL the task is a multi-instance task over its two nodes."""
         job_id = unique_name("job")
-        self.client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=POOL)))
+        self.client.create_job(models.BatchJobCreateOptions(id=job_id, pool_info=models.BatchPoolInfo(pool_id=pool)))
         self.jobs.append(job_id)
         settings = dict(env or {})
         if raw_launch is not None:
             settings["BATCHAI_SPEC_LAUNCH"] = raw_launch
         elif launch is not None:
             settings["BATCHAI_SPEC_LAUNCH"] = json.dumps(launch)
+        multi: dict[str, Any] = {}
+        if pool == PAIR_POOL:
+            multi = {"multi_instance_settings": models.MultiInstanceSettings(
+                number_of_instances=2, coordination_command_line=launcher_command("worker")),
+                "user_identity": models.UserIdentity(auto_user=models.AutoUserSpecification(
+                    scope="task", elevation_level="admin"))}
         self.client.create_task(job_id, models.BatchTaskCreateOptions(
             id="task", command_line=launcher_command(mode),
             environment_settings=[models.EnvironmentSetting(name=name, value=value)
                                   for name, value in settings.items()],
+            **multi,
         ))
         return job_id, "task"
 
@@ -169,8 +182,8 @@ class LauncherWorld:
         return Run(job_id, task_id, task, self.task_file(job_id, task_id, "stdout.txt"),
                    self.task_file(job_id, task_id, "stderr.txt"))
 
-    def run(self, launch: dict[str, Any] | None, **options: Any) -> Run:
-        return self.wait(*self.start(launch, **options))
+    def run(self, launch: dict[str, Any] | None, *, timeout_s: float = 60.0, **options: Any) -> Run:
+        return self.wait(*self.start(launch, **options), timeout_s=timeout_s)
 
     def task_file(self, job_id: str, task_id: str, name: str) -> str:
         return b"".join(self.client.download_task_file(job_id, task_id, name)).decode()
@@ -187,6 +200,18 @@ class LauncherWorld:
     def task_dir(self, job_id: str, task_id: str = "task") -> Path:
         return self.node_root / "workitems" / job_id / "job-1" / task_id
 
+    def add_pair_pool(self) -> None:
+        """PAIR_POOL: two nodes that mount the share and talk to each other (once per world)."""
+        if self.pair_roots:
+            return
+        self.mgmt.pool.create(self.resource_group, self.account, PAIR_POOL, pool_body(
+            dedicated=2, interNodeCommunication="Enabled", mountConfiguration=[self.share.mount(MOUNT)]))
+        found = poll(lambda: list(self.client.list_nodes(PAIR_POOL)),
+                     lambda nodes: len(nodes) == 2 and all(node.state == "idle" for node in nodes),
+                     what="the pair pool's nodes")
+        self.pair_roots = [self.node_root.parent.parent / PAIR_POOL / node.id
+                           for node in sorted(found, key=lambda node: node.ip_address)]
+
     def stop_unfinished(self) -> None:
         """Terminate what a test left running (a failed test must not hold the pool's one node for the next)."""
         for job_id in self.jobs:
@@ -199,6 +224,14 @@ class LauncherWorld:
 @pytest.fixture
 def launcher_world(launcher_cluster: LauncherWorld) -> Iterator[LauncherWorld]:
     """The module's world for one test, which leaves no task running behind it."""
+    yield launcher_cluster
+    launcher_cluster.stop_unfinished()
+
+
+@pytest.fixture
+def launcher_pair_world(launcher_cluster: LauncherWorld) -> Iterator[LauncherWorld]:
+    """The module's world with its two-node pool (PAIR_POOL), for one test."""
+    launcher_cluster.add_pair_pool()
     yield launcher_cluster
     launcher_cluster.stop_unfinished()
 

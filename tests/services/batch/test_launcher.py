@@ -11,10 +11,12 @@ import ast
 import hashlib
 import io
 import json
+import shlex
 import shutil
 import sys
 import tokenize
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,11 +271,25 @@ def test_a_terminated_task_passes_sigterm_on_to_the_command(launcher_world: Laun
     assert world.download(f"{seg}/stdouterr/stdout.txt") == "waiting\nstopping\n"
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is not None, reason="mpirun is installed here")
-def test_a_multi_process_job_without_mpirun_fails_clearly_with_127(launcher_world: LauncherWorld):
+def test_a_multi_process_job_without_mpirun_fails_clearly_with_127(launcher_world: LauncherWorld, batch_context,
+                                                                   tmp_path: Path):
+    """An image without MPI: the emulator's node image has the job Python's mpirun, so the job Python here is one
+    whose directory has none, and the task's PATH is the system's."""
     world = launcher_world
-    launch = launch_description("cntk", {"pythonScriptFilePath": f"{scripts(world)}/probe.py", "processCount": 2})
-    run = world.run(launch)
+    system_path = "/usr/bin:/bin"
+    if shutil.which("mpirun", path=system_path):
+        pytest.skip("this machine's system PATH has an mpirun")
+    python = tmp_path / "image" / "python3"
+    python.parent.mkdir()
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    before = batch_context.config
+    batch_context.config = replace(before, job_python=str(python))
+    try:
+        launch = launch_description("cntk", {"pythonScriptFilePath": f"{scripts(world)}/probe.py", "processCount": 2})
+        run = world.run(launch, env={"PATH": system_path})
+    finally:
+        batch_context.config = before
     assert run.exit_code == 127
     assert run.stderr.startswith("batchai-spec launcher: this job needs MPI (mpirun)")
     assert "mpirun is not on the node's PATH" in world.download(f"{launch['output_segment']}/stdouterr/stderr.txt")

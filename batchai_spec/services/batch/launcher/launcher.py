@@ -17,12 +17,36 @@ the share at `$AZ_BATCH_NODE_MOUNTS_DIR/<mount>` and Batch runs, inside the job'
                       stdout.txt and stderr.txt) and to stdouterr/stdout.txt and stderr.txt; execution.log says
                       what ran. Exits with the command's exit code (128 + N when signal N ended it).
   launcher.py worker  the coordination command of a multi-instance task, on every node: prepares the node (its
-                      directories, the MPI host file, the job preparation); on the other nodes of a per-node
-                      toolkit (pytorch, tensorflow, caffe2) it starts that node's process in the background.
+                      directories, the MPI host file, the job preparation, output in stdout-job_prep-<i>.txt); on
+                      the other nodes of a per-node toolkit (pytorch, tensorflow, caffe2) it starts that node's
+                      process (rank) in the background.
   launcher.py setup   the pool's start task (Batch AI's setup task). Reads BATCHAI_SPEC_SETUP: version 1,
                       command_line, std_out_err_path_prefix, output_segment, secrets_file. Runs the command line
                       through bash with AZ_BATCHAI_MOUNT_ROOT, AZ_BATCHAI_NUM_GPUS and the secrets, its output
                       teed to `<prefix>/<output_segment>/stdout-<node id>.txt` and `stderr-<node id>.txt`.
+
+Several nodes (node_count > 1: one multi-instance task, `worker` its coordination command on every node, `job` its
+command on the primary). The nodes are AZ_BATCH_HOST_LIST with the primary (AZ_BATCH_MASTER_NODE) first; node i
+is rank i (AZ_BATCHAI_TASK_INDEX). A node finds its own index by its address: BATCHAI_EMULATOR_NODE_ADDRESS where
+the emulator sets it (its nodes share one machine's interfaces), else the addresses its host name resolves to and
+the source address of a route to the primary. PyTorch gets RANK, WORLD_SIZE, LOCAL_RANK (0), MASTER_ADDR,
+MASTER_PORT and AZ_BATCHAI_PYTORCH_INIT_METHOD `tcp://MASTER_ADDR:MASTER_PORT` (the port: `rendezvous_port`), and
+AZ_BATCHAI_PYTORCH_BACKEND when the settings name a communicationBackend. A per-node toolkit's output is
+stdout-<i>.txt / stderr-<i>.txt in stdouterr (TensorFlow: stdout-wk-<i>.txt), rank 0's also in the task's files.
+MPI toolkits (custommpi, horovod, and any toolkit with processCount > 1) run `mpirun --hostfile
+$AZ_BATCHAI_MPI_HOST_FILE -np N ...` on the primary (a custommpi command line calls mpirun itself), one host file
+line per node, the primary's first, those that are this machine as one `localhost` line; as root, with
+OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) set (Batch runs the task as an admin user; command lines that call mpirun do not
+say --allow-run-as-root).
+
+Every rank fails the job, not only the primary's (Batch completes a multi-instance task when its command ends and
+does not track what the coordination command started). Rank i > 0 runs under a small `sh` wrapper that writes its
+exit status to `<std_out_err_path_prefix>/<output_segment>/.ranks/<i>.exit` once it ended (the share: the one place
+all nodes see; beside stdouterr, so never listed as output). While rank 0 runs, the primary polls these records;
+a non-zero one stops rank 0 (SIGTERM to its process group, SIGKILL after STOP_GRACE_S) and the job ends with that
+rank's exit code, after a line on stderr naming the rank, its node and the end of its stderr file. When rank 0
+fails, its own exit code wins. When it succeeds, the primary waits for every other rank (the job's max wall clock
+time bounds the wait) and fails with the first failure. execution.log says how each rank ended.
 
 Secrets reach the processes' environment only: no value is written to any file or stream by this launcher (a
 command line that names one through `$NAME` is logged with `***` in its place). SIGTERM, SIGINT and SIGHUP are
@@ -34,6 +58,7 @@ It runs in old images too: the standard library only, and Python 3.5 syntax (no 
 
 import errno
 import glob
+import hashlib
 import json
 import os
 import re
@@ -52,9 +77,13 @@ SETUP_VARIABLE = "BATCHAI_SPEC_SETUP"
 TOOL_TYPES = ("cntk", "pytorch", "tensorflow", "caffe", "caffe2", "chainer", "horovod", "custommpi", "custom")
 PER_TASK_TOOLKITS = ("pytorch", "tensorflow", "caffe2")
 PYTHON_TOOLKITS = ("pytorch", "tensorflow", "caffe2", "chainer", "horovod")
-# Batch reserves port 6000 on the primary (AZ_BATCH_MASTER_NODE); torch.distributed meets on this one.
-PYTORCH_PORT = 6105
+# The emulator's stand-in for a node's own interface address (its nodes are all one machine); never set on Batch.
+NODE_ADDRESS_VARIABLE = "BATCHAI_EMULATOR_NODE_ADDRESS"
+# torch.distributed's rendezvous port on the primary (see rendezvous_port): below Linux's ephemeral port range
+# (32768-60999), so no outgoing connection's local port holds it, and above the ports services commonly use.
+RENDEZVOUS_PORTS = (20000, 32767)
 STDOUTERR = "stdouterr"
+RANKS = ".ranks"  # the other ranks' exit records, beside stdouterr on the share
 OUTPUTS = "outputs"
 PREPARED_MARKER = ".job-preparation-done"
 # Once the command has ended, how long its output is still copied while processes it left behind hold its pipes.
@@ -62,6 +91,12 @@ DRAIN_S = 5.0
 EXIT_DESCRIPTION = 2
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
+# The primary polls the other ranks' exit records this often: from the first pause, growing to the last.
+POLL_FIRST_S = 0.2
+POLL_LAST_S = 2.0
+# A rank 0 stopped because another rank failed gets SIGKILL if it outlives SIGTERM by this long.
+STOP_GRACE_S = 10.0
+TAIL_LINES = 20  # of a failed rank's stderr, shown in the task's stderr
 PREFIX = "batchai-spec launcher: "
 FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
@@ -243,7 +278,8 @@ def directory_id(variable, item):
 def check_settings(tool_type, settings):
     what = "%s settings of the %s toolkit" % (LAUNCH_VARIABLE, tool_type)
     for name in ("pythonScriptFilePath", "pythonInterpreterPath", "commandLineArgs", "configFilePath",
-                 "commandLine", "masterCommandLineArgs", "workerCommandLineArgs", "parameterServerCommandLineArgs"):
+                 "commandLine", "masterCommandLineArgs", "workerCommandLineArgs", "parameterServerCommandLineArgs",
+                 "communicationBackend"):
         field(settings, what, name, (str,), required=False)
     processes = field(settings, what, "processCount", (int,), required=False)
     if processes is not None and processes < 1:
@@ -325,49 +361,93 @@ def is_master(environ):
 
 
 def is_local_address(host):
-    """Whether `host` is an address of this machine (a socket can be bound to it)."""
+    """Whether `host` is an address of this machine: a socket binds to it (on Linux, all of 127.0.0.0/8)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         probe.bind((host, 0))
         return True
-    except (OSError, ValueError):
+    except (OSError, ValueError, OverflowError):
         return False
     finally:
         probe.close()
 
 
-def node_index(environ, hosts):
-    """This node's index in AZ_BATCH_HOST_LIST: 0 on the primary, else the host list entry that is this machine."""
-    if is_master(environ):
-        return 0
-    for index, host in enumerate(hosts):
-        if index > 0 and is_local_address(host):
-            return index
+def ordered_hosts(environ):
+    """AZ_BATCH_HOST_LIST with the primary (AZ_BATCH_MASTER_NODE) first, whatever order Batch lists the nodes in:
+    node 0, rank 0 and the MPI host file's first line are the primary's."""
+    hosts = hosts_of(environ)
+    master = environ.get("AZ_BATCH_MASTER_NODE", "").rsplit(":", 1)[0]
+    if master not in hosts:
+        return hosts
+    return [master] + [host for host in hosts if host != master]
+
+
+def own_addresses(environ, master):
+    """This node's addresses. The emulator names its node's (BATCHAI_EMULATOR_NODE_ADDRESS): its nodes share one
+    machine's interfaces. A Batch node: what its host name resolves to, and the source address of its route to the
+    primary `master` (a UDP connect sends nothing; the kernel picks the address)."""
+    emulated = environ.get(NODE_ADDRESS_VARIABLE)
+    if emulated:
+        return [emulated]
+    found = []
     try:
-        addresses = socket.gethostbyname_ex(socket.gethostname())[2]
-    except OSError:
-        addresses = []
+        found.extend(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+    except (OSError, UnicodeError):
+        pass
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect((master, 9))
+        found.append(probe.getsockname()[0])
+    except (OSError, ValueError, OverflowError):
+        pass
+    finally:
+        probe.close()
+    return found
+
+
+def node_index(hosts, addresses, master):
+    """This node's index in `hosts` (ordered_hosts): 0 on the primary (`master`: AZ_BATCH_IS_CURRENT_NODE_MASTER),
+    else the other entry that is one of this node's `addresses`."""
+    if master:
+        return 0
     for index, host in enumerate(hosts):
         if index > 0 and host in addresses:
             return index
-    raise Problem("cannot tell which node of %s this one is (none of its addresses is on this machine)"
-                  % ",".join(hosts))
+    raise Problem("cannot tell which node of %s this one is (its addresses: %s)"
+                  % (",".join(hosts), ", ".join(addresses) or "none found"))
+
+
+def rendezvous_port(environ, segment):
+    """The port torch.distributed meets on at the primary: the same on every node of the task, and different for
+    other jobs whose primaries share the machine (a fixed port collides there: the emulator's nodes are all one
+    machine, and its concurrently running jobs meet on it at once). Port 6000 of AZ_BATCH_MASTER_NODE is Batch's
+    own. Derived from the job, the task and the run's output segment (unique per job run); not from
+    AZ_BATCH_TASK_SHARED_DIR, which is one path on every Batch node but differs per node on the emulator."""
+    key = "\n".join((environ.get("AZ_BATCH_JOB_ID", ""), environ.get("AZ_BATCH_TASK_ID", ""), segment))
+    low, high = RENDEZVOUS_PORTS
+    return low + int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % (high - low + 1)
+
+
+def checked_hosts(environ, launch):
+    """The task's nodes (ordered_hosts): as many as the job's node_count."""
+    hosts = ordered_hosts(environ)
+    if launch["node_count"] > 1 and len(hosts) != launch["node_count"]:
+        raise Problem("node_count is %d but the task runs on %d node(s) (AZ_BATCH_HOST_LIST): the job's task"
+                      " must be a multi-instance task with numberOfInstances = node_count"
+                      % (launch["node_count"], len(hosts) or 1))
+    return hosts
 
 
 class Node(object):
     """Where the job lives on this node, and the AZ_BATCHAI_* variables of the task with index `index`."""
 
-    def __init__(self, environ, launch, index, gpus):
+    def __init__(self, environ, launch, hosts, index, gpus):
         self.environ = environ
         self.launch = launch
+        self.hosts = hosts
         self.index = index
         self.gpus = gpus
         self.mounts = mounts_dir(environ)
-        self.hosts = hosts_of(environ)
-        if launch["node_count"] > 1 and len(self.hosts) != launch["node_count"]:
-            raise Problem("node_count is %d but the task runs on %d node(s) (AZ_BATCH_HOST_LIST): the job's task"
-                          " must be a multi-instance task with numberOfInstances = node_count"
-                          % (launch["node_count"], len(self.hosts) or 1))
         working = environ.get("AZ_BATCH_TASK_WORKING_DIR") or os.getcwd()
         local = os.path.join(working, "batchai")
         run = launch["segment"].rstrip("/").split("/")[-1]
@@ -379,13 +459,24 @@ class Node(object):
         self.working = working
 
     def host_file_text(self):
+        """One line per node, `slots` its GPUs (at least 1, enough for processCount). The nodes that are this
+        machine share one `localhost` line: mpirun starts those ranks itself rather than through ssh (on a Batch
+        node, the primary itself; on the emulator, every node: PRRTE started over ssh on its own machine hangs at
+        exit now and then)."""
         settings = self.launch["settings"]
         processes = settings.get("processCount") or 1
         nodes = max(len(self.hosts), 1)
         slots = max(self.gpus, 1, -(-processes // nodes))
         if self.launch["node_count"] == 1:
             return "localhost slots=%d\n" % slots
-        return "".join("%s slots=%d\n" % (host, slots) for host in self.hosts)
+        local = [host for host in self.hosts if is_local_address(host)]
+        lines = []
+        for host in self.hosts:
+            if host not in local:
+                lines.append("%s slots=%d\n" % (host, slots))
+            elif host == local[0]:
+                lines.append("localhost slots=%d\n" % (slots * len(local)))
+        return "".join(lines)
 
     def environment(self, secrets):
         launch = self.launch
@@ -404,11 +495,19 @@ class Node(object):
             "PYTHONUNBUFFERED": "1",
         })
         if launch["tool_type"] == "pytorch":
+            env.update(RANK=str(self.index), WORLD_SIZE=str(launch["node_count"]), LOCAL_RANK="0")
             if launch["node_count"] == 1:
                 env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = "file://%s/pytorch_init" % self.shared_temp
             else:
-                master = self.environ.get("AZ_BATCH_MASTER_NODE") or self.hosts[0]
-                env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = "tcp://%s:%d" % (master.rsplit(":", 1)[0], PYTORCH_PORT)
+                port = rendezvous_port(self.environ, launch["segment"])
+                env.update(MASTER_ADDR=self.hosts[0], MASTER_PORT=str(port),
+                           AZ_BATCHAI_PYTORCH_INIT_METHOD="tcp://%s:%d" % (self.hosts[0], port))
+            if launch["settings"].get("communicationBackend"):
+                env["AZ_BATCHAI_PYTORCH_BACKEND"] = launch["settings"]["communicationBackend"].lower()
+        if uses_mpi(launch) and hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Open MPI refuses root unless told; Batch runs the job's task as an admin user (root), and command
+            # lines that call mpirun themselves (custommpi) do not say --allow-run-as-root.
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         env["AZ_BATCHAI_STDOUTERR_DIR"] = os.path.join(expand(launch["prefix"], env), launch["segment"], STDOUTERR)
         for identifier, path in launch["inputs"]:
             env["AZ_BATCHAI_INPUT_" + identifier] = expand(path, env)
@@ -421,6 +520,8 @@ class Node(object):
         """The directories Batch AI created, and the MPI host file."""
         for path in (self.job_temp, self.job_mount_root, self.shared_temp, env["AZ_BATCHAI_STDOUTERR_DIR"]):
             makedirs(path)
+        if self.launch["node_count"] > 1 and self.launch["tool_type"] in PER_TASK_TOOLKITS:
+            makedirs(ranks_dir(env))
         for identifier, _, _ in self.launch["outputs"]:
             makedirs(env["AZ_BATCHAI_OUTPUT_" + identifier])
         with open(self.host_file, "w", encoding="utf-8") as handle:
@@ -452,13 +553,24 @@ def toolkit_argv(launch, env, index, notes):
     else:  # caffe with a solver file
         program = (["caffe", "train", "--solver=" + expand(settings["configFilePath"], env)]
                    + split_args(settings.get("commandLineArgs"), env))
-    processes = settings.get("processCount") or 1
-    if tool_type == "horovod" or processes > 1:
-        command = [mpirun(env, notes), "--hostfile", env["AZ_BATCHAI_MPI_HOST_FILE"], "-np", str(processes)]
+    if uses_mpi(launch):
+        command = [mpirun(env, notes), "--hostfile", env["AZ_BATCHAI_MPI_HOST_FILE"], "-np",
+                   str(settings.get("processCount") or 1)]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-run-as-root")  # OpenMPI refuses root otherwise; Batch AI ran jobs as root
         return command + program
     return program
+
+
+def uses_mpi(launch):
+    """Whether the job's processes start through mpirun: the MPI toolkits', and a toolkit's with several processes
+    (the per-node toolkits start one process on each node themselves)."""
+    tool_type = launch["tool_type"]
+    if tool_type in ("custommpi", "horovod"):
+        return True
+    if tool_type in PER_TASK_TOOLKITS or tool_type == "custom":
+        return False
+    return (launch["settings"].get("processCount") or 1) > 1
 
 
 def python_argv(settings, env, notes):
@@ -517,6 +629,9 @@ class Runner(object):
     def _on_signal(self, number, frame):
         if self.stopped_by is None:
             self.stopped_by = number
+        self._signal_group(number)
+
+    def _signal_group(self, number):
         process = self.process
         if process is not None and process.returncode is None:
             try:
@@ -524,9 +639,9 @@ class Runner(object):
             except OSError:
                 pass
 
-    def run(self, argv, env, cwd, stdout_path, stderr_path, tee, redact):
+    def run(self, argv, env, cwd, stdout_path, stderr_path, tee, redact, watch=None):
         """The command's exit status; its output appended to the two files (and to the launcher's own streams
-        when `tee`)."""
+        when `tee`). `watch`: see _wait."""
         if self.stopped_by is not None:
             return 128 + self.stopped_by
         out_file = open(stdout_path, "ab")
@@ -551,7 +666,7 @@ class Runner(object):
                 Pump(process.stdout, [out_file] + ([standard_stream(sys.stdout)] if tee else [])),
                 Pump(process.stderr, [err_file] + ([standard_stream(sys.stderr)] if tee else [])),
             ]
-            process.wait()
+            self._wait(watch)
             deadline = time.time() + DRAIN_S
             for pump in pumps:
                 pump.thread.join(max(deadline - time.time(), 0))
@@ -564,6 +679,28 @@ class Runner(object):
             self.process = None
             out_file.close()
             err_file.close()
+
+    def _wait(self, watch):
+        """Until the command ends. With `watch` (a function that says whether the command must stop), call it
+        meanwhile at a bounded backoff; once it says so, SIGTERM the command's process group, SIGKILL after
+        STOP_GRACE_S."""
+        pause, kill_at = POLL_FIRST_S, None
+        while True:
+            try:
+                self.process.wait(timeout=pause if watch is not None else None)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            pause = min(pause * 1.5, POLL_LAST_S)
+            if kill_at is None:
+                if watch():
+                    self.log.write("Stopping process group %d (SIGTERM, SIGKILL %ds later)"
+                                   % (self.process.pid, STOP_GRACE_S))
+                    self._signal_group(signal.SIGTERM)
+                    kill_at = time.time() + STOP_GRACE_S
+            elif time.time() > kill_at:
+                self._signal_group(signal.SIGKILL)
+                kill_at = float("inf")
 
 
 def standard_stream(stream):
@@ -599,6 +736,105 @@ class Pump(object):
                     pass
 
 
+# --------------------------------------------------------------------------------------------------- the ranks
+
+
+def ranks_dir(env):
+    """Where the ranks' exit records are: `.ranks` beside stdouterr, on the share every node mounts."""
+    return os.path.join(os.path.dirname(env["AZ_BATCHAI_STDOUTERR_DIR"]), RANKS)
+
+
+def rank_record(env, index):
+    return os.path.join(ranks_dir(env), "%d.exit" % index)
+
+
+def read_record(path):
+    """A rank's exit status from its record, None while there is none."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_argv(record, argv):
+    """`argv` under an `sh` wrapper that writes its exit status (128 + N for signal N) to `record` once it ended:
+    to a temporary file first and renamed, so that no one reads half a record."""
+    script = 'r=$1; shift; "$@"; c=$?; echo "$c" > "$r.tmp" && mv -f "$r.tmp" "$r"; exit "$c"'
+    return ["/bin/sh", "-c", script, "rank", record] + argv
+
+
+def tail(path, count=TAIL_LINES):
+    """The last `count` lines of a file (of its last 64 KiB), [] when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 65536, 0))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return text.splitlines()[-count:]
+
+
+class Ranks(object):
+    """The primary's view of ranks 1..N-1 of a per-node toolkit, through their exit records (recorded_argv)."""
+
+    def __init__(self, launch, env, hosts, log, redact):
+        self.launch = launch
+        self.env = env
+        self.hosts = hosts
+        self.log = log
+        self.redact = redact
+        self.pending = list(range(1, len(hosts)))
+        self.failure = None  # (rank, exit code) of the first failure seen
+
+    def check(self):
+        """Read the records that appeared since; whether a rank failed (rank 0 must stop: Runner.run's watch)."""
+        for index in list(self.pending):
+            code = read_record(rank_record(self.env, index))
+            if code is None:
+                continue
+            self.pending.remove(index)
+            self.log.write("Rank %d (node %s) ended with exit code %d" % (index, self.hosts[index], code))
+            if code != 0 and self.failure is None:
+                self.failure = (index, code)
+        return self.failure is not None
+
+    def outcome(self, code, runner):
+        """The job's exit code, rank 0 having ended with `code`: that of a rank whose failure stopped rank 0;
+        else rank 0's own when it failed; else, once every other rank ended, that of the first that failed."""
+        stopped_rank_0 = self.failure is not None
+        self.check()
+        if code != 0 and not stopped_rank_0:
+            if self.failure is not None:
+                self.report("also failed")
+            return code
+        if not stopped_rank_0 and self.pending:
+            self.log.write("Rank 0 succeeded; waiting for rank(s) %s to end" % ", ".join(map(str, self.pending)))
+            pause = POLL_FIRST_S
+            while self.pending and self.failure is None and runner.stopped_by is None:
+                time.sleep(pause)
+                pause = min(pause * 1.5, POLL_LAST_S)
+                self.check()
+            if runner.stopped_by is not None and self.failure is None:
+                return 128 + runner.stopped_by
+        if self.failure is None:
+            return code
+        self.report("failed")
+        return self.failure[1]
+
+    def report(self, how):
+        """A line on stderr (the task's stderr.txt) naming the failed rank and its node, with its stderr's end."""
+        index, code = self.failure
+        path = os.path.join(self.env["AZ_BATCHAI_STDOUTERR_DIR"], output_names(self.launch, index)[1])
+        message = "rank %d on node %s %s with exit code %d" % (index, self.hosts[index], how, code)
+        self.log.write(message)
+        lines = tail(path)
+        say(message + ("; the end of %s:" % path if lines else " (%s is empty)" % path))
+        for line in lines:
+            say("  " + self.redact(line))
+
+
 # --------------------------------------------------------------------------------------------------- the modes
 
 
@@ -608,13 +844,14 @@ def run_job(environ, role):
     multi = launch["node_count"] > 1
     if role == "worker" and not multi:
         raise Problem("`worker` is the coordination command of a multi-instance job; this job has one node")
-    index = node_index(environ, hosts_of(environ)) if multi else 0
+    hosts = checked_hosts(environ, launch)
+    index = node_index(hosts, own_addresses(environ, hosts[0]), is_master(environ)) if multi else 0
     secrets_path = None
     if launch["secrets_file"] is not None:
         secrets_path = expand(launch["secrets_file"], dict(environ, AZ_BATCHAI_MOUNT_ROOT=mounts))
     secrets = read_secrets(secrets_path)
     redact = Redactor(secrets)
-    node = Node(environ, launch, index, gpu_count())
+    node = Node(environ, launch, hosts, index, gpu_count())
     env = node.environment(secrets)
     stdouterr = env["AZ_BATCHAI_STDOUTERR_DIR"]
     try:
@@ -673,8 +910,12 @@ def run_job(environ, role):
         log.write(note)
     stdout_name, stderr_name = output_names(launch, index)
     log.write("Command: %s" % quoted(argv))
+    ranks = Ranks(launch, env, hosts, log, redact) if multi and per_task else None
     code = runner.run(argv, env, node.working, os.path.join(stdouterr, stdout_name),
-                      os.path.join(stdouterr, stderr_name), True, redact)
+                      os.path.join(stdouterr, stderr_name), True, redact, watch=ranks and ranks.check)
+    if ranks is not None:
+        log.write("Rank 0 (node %s) ended with exit code %d" % (hosts[0], code))
+        code = ranks.outcome(code, runner)
     log.write("Job ended with exit code %d" % code)
     return code
 
@@ -688,8 +929,15 @@ def output_names(launch, index):
 
 
 def start_in_background(launch, env, node, index, log, redact):
-    """A per-node toolkit's process on a node other than the primary: started, and left running (Batch keeps what
-    the coordination command started until the task ends)."""
+    """A per-node toolkit's process (rank `index`) on a node other than the primary: started under recorded_argv,
+    and left running (Batch keeps what the coordination command started until the task ends)."""
+    record = rank_record(env, index)
+    for stale in (record, record + ".tmp"):  # a record of an earlier try of the task
+        try:
+            os.remove(stale)
+        except OSError as error:
+            if error.errno != errno.ENOENT:
+                raise
     notes = []
     try:
         argv = toolkit_argv(launch, env, index, notes)
@@ -704,14 +952,16 @@ def start_in_background(launch, env, node, index, log, redact):
     with open(os.path.join(stdouterr, stdout_name), "ab") as out_file:
         with open(os.path.join(stdouterr, stderr_name), "ab") as err_file:
             try:
-                process = subprocess.Popen(argv, env=env, cwd=node.working, stdin=subprocess.DEVNULL,
-                                           stdout=out_file, stderr=err_file, start_new_session=True, close_fds=True)
+                process = subprocess.Popen(recorded_argv(record, argv), env=env, cwd=node.working,
+                                           stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file,
+                                           start_new_session=True, close_fds=True)
             except OSError as error:
                 message = redact("cannot run %s: %s" % (argv[0], error.strerror or error))
                 say(message)
                 log.write(message)
                 return EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
-    log.write("Node %d: started %s in the background (process %d)" % (index, quoted(argv), process.pid))
+    log.write("Node %d: started %s in the background (process %d); its exit status goes to %s"
+              % (index, quoted(argv), process.pid, record))
     return 0
 
 
