@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 # The output directory id of a job's stdout.txt and stderr.txt.
 STDOUTERR = "stdouterr"
+LOG_FILES = ("stdout.txt", "stderr.txt")
 ACTIVE_RUN_STATES = ("queued", "running", "terminating")
 
 
@@ -29,6 +30,15 @@ class JobStatus:
     end_time: Any
     output_directory_ids: tuple[str, ...]
     run_id: str | None = None  # the uuid of this run's output directories
+    # The stdout and stderr files (in stdouterr) of the job's main process: rank 0's `stdout-0.txt`, `stderr-0.txt`
+    # when each node of a distributed job writes its own.
+    log_files: tuple[str, str] = LOG_FILES
+    # The stderr file of the process whose failure failed the job, where the service says (another node's rank).
+    failed_stderr: str | None = None
+
+    @property
+    def failure_stderr(self) -> str:
+        return self.failed_stderr or self.log_files[1]
 
 
 @dataclass(frozen=True)

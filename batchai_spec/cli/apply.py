@@ -279,12 +279,14 @@ def _follow_jobs(
                     continue
                 exit_code = "" if status.exit_code is None else f" with exit code {status.exit_code}"
                 summary = f"{job.address} failed{exit_code}" + (f" ({errors})" if errors else "")
-                if stream_logs:  # its stderr was shown as it was written
+                stderr = status.failure_stderr  # another node's, when that node's process failed the job
+                if stream_logs and stderr == status.log_files[1]:  # it was shown as it was written
                     failed.append(f"{summary}; its stderr is above")
                 else:
-                    tail = waits.watch.tail(job.ids, "stderr.txt") or ""
-                    reporter.emit("message", text=f"{summary}; end of stderr:\n{tail}")
-                    failed.append(f"{summary}; the end of its stderr is above")
+                    tail = waits.watch.tail(job.ids, stderr) or ""
+                    named = "stderr" if stderr == "stderr.txt" else stderr
+                    reporter.emit("message", text=f"{summary}; end of {named}:\n{tail}")
+                    failed.append(f"{summary}; the end of its {named} is above")
     return failed
 
 

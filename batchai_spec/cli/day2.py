@@ -119,10 +119,11 @@ def logs(
     service: ServiceOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends)."""
+    """Print a job's stdout.txt and stderr.txt (with -f, as they grow, until the job ends).
+
+    A job that runs one process per node (PyTorch, TensorFlow, Caffe2 on several nodes) shows its first node's."""
     from batchai_spec.services.azure.errors import service_call
     from batchai_spec.statuses import STDOUTERR
-    from batchai_spec.engine.waits import LOG_FILES
 
     _, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir, service)
     watch = waits.watch
@@ -130,8 +131,9 @@ def logs(
         if follow:
             waits.follow_job(resource, stream_logs=True)
             return
+        status = watch.job(resource.ids)
         files = {f.path: f for f in watch.output_files(resource.ids, STDOUTERR)}
-        for name in LOG_FILES:
+        for name in status.log_files:
             if name in files:
                 console.out(watch.read_from(files[name].url, 0).decode(errors="replace"), end="", highlight=False)
 
@@ -248,7 +250,7 @@ def cancel(
     is following.
     """
     from batchai_spec.engine.retry import with_retries
-    from batchai_spec.engine.waits import FINISHED, LOG_FILES, Backoff
+    from batchai_spec.engine.waits import FINISHED, Backoff
     from batchai_spec.services.azure.errors import service_call
 
     session, resource, waits = _open_job(spec, job, var, var_file, endpoint, state_dir, service)
@@ -278,7 +280,7 @@ def cancel(
             backoff.wait()
         if status is None:
             raise UserError(f"{address} was deleted while it was being cancelled")
-        for name in LOG_FILES:
+        for name in status.log_files:
             tail = retried(lambda n=name: watch.tail(ids, n))
             if tail is not None:
                 console.out(f"==> {name} (last lines) <==", highlight=False)

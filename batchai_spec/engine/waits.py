@@ -15,7 +15,7 @@ from batchai_spec.statuses import STDOUTERR, JobStatus, OutputFile
 from batchai_spec.ui.reporters import Reporter, service_errors
 
 FINISHED = ("succeeded", "failed")
-LOG_FILES = ("stdout.txt", "stderr.txt")
+STREAMS = ("stdout", "stderr")
 
 
 class Backoff:
@@ -76,19 +76,19 @@ class Waits:
             backoff.wait()
 
     def follow_job(self, job: Resource, *, stream_logs: bool) -> JobStatus:
-        """Until the job ends, streaming stdout.txt and stderr.txt as they grow (ranged reads)."""
+        """Until the job ends, streaming the stdout and stderr of its main process as they grow (ranged reads)."""
         deadline = time.monotonic() + self.timeouts.job
         backoff = Backoff()
-        offsets = {name: 0 for name in LOG_FILES}
+        offsets = {stream: 0 for stream in STREAMS}
         # Ranged reads can end inside a multi-byte character: decode each file as one stream.
-        decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in LOG_FILES}
+        decoders = {stream: codecs.getincrementaldecoder("utf-8")(errors="replace") for stream in STREAMS}
         followed = time.monotonic()  # how long the job took when the service gives no start and end
         last_state = None
         while True:
             status = self._retried(lambda: self.watch.job(job.ids))
             grew = False
             if stream_logs and status.execution_state in ("running", "terminating", *FINISHED):
-                grew = self._stream(job, offsets, decoders)  # before the state line, so a job's last words come first
+                grew = self._stream(job, status, offsets, decoders)  # before the state line: a job's last words first
             if status.execution_state != last_state:
                 started = status.start_time.timestamp() if status.start_time else None
                 self.reporter.emit("job.state", address=job.address, state=status.execution_state, started=started)
@@ -111,18 +111,18 @@ class Waits:
                 backoff.reset()
             backoff.wait()
 
-    def _stream(self, job: Resource, offsets: dict[str, int], decoders: dict[str, codecs.IncrementalDecoder]) -> bool:
+    def _stream(self, job: Resource, status: JobStatus, offsets: dict[str, int],
+                decoders: dict[str, codecs.IncrementalDecoder]) -> bool:
         files = {f.path: f for f in self._retried(lambda: self.watch.output_files(job.ids, STDOUTERR))}
         grew = False
-        for name in LOG_FILES:
+        for stream, name in zip(STREAMS, status.log_files):
             file = files.get(name)
-            if file is None or file.size <= offsets[name]:
+            if file is None or file.size <= offsets[stream]:
                 continue
-            data = self._retried(lambda f=file, n=name: self.watch.read_from(f.url, offsets[n]))
+            data = self._retried(lambda f=file, s=stream: self.watch.read_from(f.url, offsets[s]))
             if data:
-                offsets[name] += len(data)
-                stream = name.split(".")[0]
-                text = decoders[name].decode(data)
+                offsets[stream] += len(data)
+                text = decoders[stream].decode(data)
                 if text:
                     self.reporter.emit("job.log", address=job.address, stream=stream, text=text)
                 grew = True

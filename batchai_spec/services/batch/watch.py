@@ -21,14 +21,13 @@ from batchai_spec.services.azure.downloads import CommonReads
 from batchai_spec.services.azure.runs import JobLayout, ShareLocation, job_directories, segment_of, walk
 from batchai_spec.services.batch.bodies import TASK_ID, job_id
 from batchai_spec.services.batch.ownership import BODY_METADATA, RUN_METADATA, metadata_of
-from batchai_spec.statuses import STDOUTERR, ClusterStatus, JobStatus, OutputFile
+from batchai_spec.statuses import LOG_FILES, STDOUTERR, ClusterStatus, JobStatus, OutputFile
 
 if TYPE_CHECKING:
     from batchai_spec.services.batch.connection import BatchConnection
 
 # Task files are read through the data plane, not by URL: their OutputFile.url says where.
 TASK_FILE_SCHEME = "batch-task-file"
-LOG_FILES = ("stdout.txt", "stderr.txt")
 # Batch's node states (lower-cased: the node list's `starttaskfailed`, the node counts' `startTaskFailed`) in the
 # words of Batch AI's node counts, which the readiness wait reads (idle, running and unusable nodes).
 NODE_COUNTS = {

@@ -9,7 +9,10 @@ from azure.mgmt.batchai import models as batchai_models
 
 from batchai_spec.services.azure.clients import Clients
 from batchai_spec.services.azure.downloads import CommonReads
-from batchai_spec.statuses import ClusterStatus, JobStatus, OutputFile
+from batchai_spec.statuses import LOG_FILES, ClusterStatus, JobStatus, OutputFile
+
+# Batch AI ran these one process per node; on several nodes each wrote its own files (reference §8.2).
+PER_NODE_LOGS = {"pytorch": "{}-{}.txt", "caffe2": "{}-{}.txt", "tensorflow": "{}-wk-{}.txt"}
 
 
 def run_id_of(job: batchai_models.Job) -> str | None:
@@ -20,15 +23,27 @@ def run_id_of(job: batchai_models.Job) -> str | None:
 
 def job_status(job: batchai_models.Job) -> JobStatus:
     info = job.execution_info
+    errors = [error.as_dict() for error in (info.errors if info and info.errors else [])]
     return JobStatus(
         job.execution_state,
         info.exit_code if info else None,
-        [error.as_dict() for error in (info.errors if info and info.errors else [])],
+        errors,
         info.start_time if info else None,
         info.end_time if info else None,
         tuple(directory.id for directory in job.output_directories or []),
         run_id_of(job),
+        log_files=log_files(job),
+        failed_stderr=next((detail.get("value") for error in errors[:1] for detail in error.get("details") or []
+                            if detail.get("name") == "stderr"), None),
     )
+
+
+def log_files(job: batchai_models.Job) -> tuple[str, str]:
+    """The stdout and stderr files of the job's first (master) process."""
+    pattern = PER_NODE_LOGS.get(str(job.tool_type or "").lower())
+    if pattern is None or (job.node_count or 1) == 1:
+        return LOG_FILES
+    return pattern.format("stdout", 0), pattern.format("stderr", 0)
 
 
 class Watch(CommonReads):
