@@ -19,7 +19,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.batchai import BatchAI
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 from batchai_spec.emulator.batchai import service
 from batchai_spec.emulator.batchai.config import BatchAIConfig, Delays
 from batchai_spec.emulator.batchai.environment import host_environment
@@ -112,7 +112,7 @@ def zero_delays(emulator: RunningEmulator, host_env: Mapping[str, str] | None = 
 def path_without_mpirun() -> str:
     """The system's program directories that have no mpirun: a PATH on which node tasks find MPI only where the
     emulator puts it (beside the job Python)."""
-    return os.pathsep.join(directory for directory in ("/usr/bin", "/bin") if mpi.find_mpirun(directory) is None)
+    return os.pathsep.join(directory for directory in ("/usr/bin", "/bin") if machine.find_mpirun(directory) is None)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 from tests.emulator.batchai_support import MOUNT, WORKSPACE, EXPERIMENT, batchai, custom, node_host  # noqa: F401
 from tests.emulator.batchai_support import path_without_mpirun, sandbox, wait_for, wall_clock  # noqa: F401
 
@@ -130,7 +130,7 @@ def test_multi_node_pytorch_job_runs_one_process_per_node(sandbox):
 def test_mpi_job_without_mpirun_fails_clearly(sandbox, node_host):
     # Nodes whose PATH has no mpirun, with a job Python in a directory without one.
     pythons = [python for python in (sys._base_executable, "/usr/bin/python3")
-               if mpi.find_mpirun(str(Path(python).parent)) is None]
+               if machine.find_mpirun(str(Path(python).parent)) is None]
     if not pythons:
         pytest.skip("every candidate job Python has mpirun beside it")
     node_host(path_without_mpirun(), job_python=pythons[0])
@@ -140,7 +140,7 @@ def test_mpi_job_without_mpirun_fails_clearly(sandbox, node_host):
     assert job.execution_state == "failed" and job.tool_type == "custommpi"
     [error] = job.execution_info.errors
     assert error.code == "MpiRuntimeNotFound"
-    node_path = mpi.image_path(path_without_mpirun(), pythons[0])
+    node_path = machine.image_path(path_without_mpirun(), pythons[0])
     assert f"no mpirun on the PATH of the emulator's nodes ({node_path})" in error.message
 
 

