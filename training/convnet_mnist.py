@@ -57,9 +57,10 @@ one process per node started by the service; the environment says which, and no 
   worker's summed gradient goes into one flat buffer and ONE all-reduce (sum) per step gives the whole minibatch's
   gradient sum; the learner's step is then the single process's, with lr and momentum from the whole minibatch's
   size. Dropout draws the mask of the whole minibatch on every worker (the generators are seeded alike) and each
-  worker applies its shard's rows, so with --seed the workers take the single process's steps up to float
+  worker applies its shard's rows, so with --seed the workers on CPUs take the single process's steps up to float
   rounding (the sum's order; as with 2 threads instead of 1, a ReLU on the edge may flip later and the runs drift
-  apart a little). On CUDA the distributed steps run eagerly (no CUDA graphs: the all-reduce sits between backward
+  apart a little); on CUDA, dropout's random numbers are drawn differently, so the runs agree only within noise.
+  On CUDA the distributed steps run eagerly (no CUDA graphs: the all-reduce sits between backward
   and update).
 - Rank 0 alone prints (the others print nothing on stdout: under mpirun all stdouts land in one file), writes the
   per-epoch models and the ONNX file, and runs the test pass. Its epoch lines report the whole epoch (loss and
@@ -1058,9 +1059,9 @@ class TorchDistributed:
                 # has been seen to abort in gloo's threads ("terminate called without an active exception").
                 self.dist.barrier()
             self.dist.destroy_process_group()
-        except Exception:
+        except Exception as error:
             if finished:
-                raise
+                raise self._failed("leaving together", error) from None
 
 
 class CntkDistributed:

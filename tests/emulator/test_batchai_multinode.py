@@ -100,7 +100,7 @@ def submit_all_reduce(sandbox, name: str, *args: str) -> models.Job:  # noqa: F8
     sandbox.write("all_reduce.py", ALL_REDUCE)
     sandbox.submit(cluster, name, node_count=2, py_torch_settings=models.PyTorchSettings(
         python_script_file_path=f"{SHARE_ROOT}/all_reduce.py", command_line_args=" ".join(args),
-        communication_backend="Gloo"))
+        communication_backend="Gloo", process_count=4))
     return sandbox.wait_job(name, timeout_s=TORCH_JOB_TIMEOUT_S)
 
 
@@ -110,6 +110,7 @@ def test_pytorch_job_all_reduces_across_its_nodes(sandbox):  # noqa: F811
     outputs = {index: (sandbox.stdouterr(job) / f"stdout-{index}.txt").read_text() for index in (0, 1)}
     assert job.execution_state == "succeeded", execution_log(sandbox, job)
     assert outputs == {index: f"rank {index} of 2 gloo sum 3.0\n" for index in (0, 1)}
+    assert "processCount 4 is not used: pytorch runs one process per node (2)" in execution_log(sandbox, job)
 
 
 @needs_torch

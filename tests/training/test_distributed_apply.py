@@ -16,6 +16,7 @@ from tests.training.test_training_apply import REPO, TEST_FILE, TRAIN_FILE, cli,
 
 SPEC = "specs/mnist-distributed.yaml"
 EPOCH_LINE = re.compile(r"^Finished Epoch\[1 of 1\]: \[Training\] loss = [0-9.]+ \* 3000, ", re.MULTILINE)
+RUN_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 FINAL_LINE = re.compile(r"Final Results: Minibatch\[1-\d+\]: errs = ([0-9.]+)% \* 500")
 
 
@@ -90,3 +91,14 @@ def test_a_rank_that_fails_fails_the_job_with_its_words(project: Path, emulator,
     assert "Traceback" not in output
     assert "rank 1 gave up: no GPU found" in output
     assert "job.distributed/convnet failed with exit code 1" in output
+
+    # A run that is no longer the job's is read from the share: its files, and nothing of the launcher's records.
+    again = cli(project, "apply", SPEC, "-y", "--service", service, "--var", "epochs=2")
+    assert again.returncode == 3, again.stdout + again.stderr
+    runs = cli(project, "outputs", SPEC, "distributed/convnet", "--service", service)
+    listed_runs = list(dict.fromkeys(RUN_ID.findall(runs.stdout)))  # the table's, newest first
+    assert len(listed_runs) == 2, runs.stdout
+    earlier = listed_runs[1]
+    listed = cli(project, "outputs", SPEC, "distributed/convnet", "--service", service, "--run", earlier)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "stderr-1.txt" in listed.stdout and ".ranks" not in listed.stdout

@@ -248,7 +248,10 @@ def _prepare(ctx: Context, job: Resource, cluster: Resource, node_ids: list[str]
     gpus = lookup(cluster.properties["vmSize"]).gpus
     base = {**node_environment(ctx.host_env, ctx.config.job_python), **machine.shared_cores(len(node_ids))}
     try:
-        shared.mkdir(parents=True, exist_ok=True)
+        # A job queued again (its nodes were taken away) starts afresh: what its stopped run left there (PyTorch's
+        # rendezvous file, with the dead processes' addresses) would mislead the new one.
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
         environments, temps = [], []
         for index, node_id in enumerate(node_ids):
             node = ctx.layout.node(node_id)

@@ -56,6 +56,9 @@ def task_commands(
     """One command per node (index = task index); `notes` collects what execution.log should say."""
     if tool_type in PER_TASK_TOOLKITS:
         distributed = node_count > 1
+        if settings.get("processCount") not in (None, node_count):
+            notes.append(f"processCount {settings['processCount']} is not used: {tool_type} runs one process per"
+                         f" node ({node_count})")
         names = "stdout-wk-{}.txt" if tool_type == "tensorflow" else "stdout-{}.txt"
         commands = []
         for index in range(node_count):

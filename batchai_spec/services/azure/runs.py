@@ -324,7 +324,8 @@ def select_run(runs: list[JobRun], wanted: str | None, address: str) -> JobRun:
 
 def run_files(clients: Clients, layout: JobLayout, run_id: str) -> list[RunFile]:
     """The files of one run, walked on the share: each under the output directory (or stdouterr) it lies in;
-    a file in none of them (an output directory since removed from the spec) under '.' with its path in the run."""
+    a file in none of them (an output directory since removed from the spec) under '.' with its path in the run.
+    Hidden directories at the top of a run are bookkeeping, not outputs (the Azure Batch launcher's `.ranks`)."""
     found: list[RunFile] = []
     for root in layout.roots:
         run_directory = root.join(run_id)
@@ -333,6 +334,8 @@ def run_files(clients: Clients, layout: JobLayout, run_id: str) -> list[RunFile]
             (d for d in layout.directories if d.prefix.join(layout.segment) == root), key=lambda d: -len(d.inside)
         )
         for relative, size in sorted(walk(clients, run_directory)):
+            if relative.startswith(".") and "/" in relative:
+                continue
             owner = next((d for d in directories if relative.startswith(d.inside + "/")), None)
             directory_id, path = (owner.directory_id, relative[len(owner.inside) + 1:]) if owner else (".", relative)
             found.append(RunFile(directory_id, path, size, run_directory.join(relative)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,12 @@ dist.init_process_group(os.environ["AZ_BATCHAI_PYTORCH_BACKEND"], rank=rank, wor
 value = torch.tensor([float(rank + 1)])
 dist.all_reduce(value)
 print("rank %d sum %d" % (rank, int(value.item())))
+if mode == "rank-1-dies":  # rank 1 is gone (as if killed); rank 0's next collective fails for it
+    if rank == 1:
+        sys.stderr.write("rank 1 runs out of memory\\n")
+        sys.stderr.flush()
+        os._exit(7)
+    dist.all_reduce(value)
 dist.destroy_process_group()
 """
 
@@ -81,7 +88,7 @@ def pytorch_launch(world: LauncherWorld, mode: str) -> dict:
         world.upload("scripts/distributed.py", DISTRIBUTED)
     return launch_description(
         "pytorch", {"pythonScriptFilePath": f"{MOUNT_ROOT}/scripts/distributed.py", "commandLineArgs": mode,
-                    "communicationBackend": "Gloo"},
+                    "communicationBackend": "Gloo", "processCount": 4},
         node_count=2, job_preparation="echo prepared on $AZ_BATCH_NODE_ID")
 
 
@@ -105,7 +112,7 @@ def test_a_pytorch_job_meets_across_two_nodes(launcher_pair_world: LauncherWorld
     assert [output.splitlines()[-1] for output in outputs] == ["rank 0 sum 3", "rank 1 sum 3"]
     assert run.stdout == outputs[0]  # rank 0's output is also the task's
     port = int(env_line(outputs[0])["MASTER_PORT"])
-    assert 20000 <= port <= 32767
+    assert 20000 <= port <= 29799
     for rank, output in enumerate(outputs):
         assert env_line(output) == {
             "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": "0", "AZ_BATCHAI_TASK_INDEX": str(rank),
@@ -119,6 +126,7 @@ def test_a_pytorch_job_meets_across_two_nodes(launcher_pair_world: LauncherWorld
     assert nodes == sorted(f"prepared on {root.name}\n" for root in world.pair_roots)
     log = world.download(f"{seg}/stdouterr/execution.log")
     assert "Rank 1 (node 127.10.0.5) ended with exit code 0" in log
+    assert "processCount 4 is not used: pytorch runs one process per node (2)" in log
     assert log.rstrip().endswith("Job ended with exit code 0")
 
 
@@ -135,7 +143,7 @@ def test_a_failing_rank_1_stops_rank_0_and_fails_the_job_with_its_code(launcher_
     stderr = run.stderr.splitlines()
     header = stderr.index(f"batchai-spec launcher: rank 1 on node 127.10.0.5 failed with exit code 3; the end of"
                           f" {world.pair_roots[0]}/fsmounts/afs/{seg}/stdouterr/stderr-1.txt:")
-    assert stderr[header + 1:] == [f"batchai-spec launcher:   rank 1 trace line {number}" for number in range(10, 30)]
+    assert stderr[header + 1:] == [f"batchai-spec launcher:   rank 1 trace line {number}" for number in range(11, 30)]
     log = world.download(f"{seg}/stdouterr/execution.log")
     assert "Rank 1 (node 127.10.0.5) ended with exit code 3" in log
     assert "Stopping process group" in log  # rank 0, which was waiting for rank 1
@@ -150,11 +158,26 @@ def test_a_failing_rank_0_fails_the_job_with_its_own_code(launcher_pair_world: L
     seg = launch["output_segment"]
     run = world.run(launch, pool=PAIR_POOL)
     assert run.exit_code == 4, run.stderr
-    assert "rank 0 gives up" in run.stderr
-    assert world.download(f"{seg}/stdouterr/stdout-1.txt").endswith("rank 1 done\n")
+    assert "rank 0 gives up" in run.stderr and "rank 1 on node" not in run.stderr
     log = world.download(f"{seg}/stdouterr/execution.log")
     assert "Rank 0 (node 127.10.0.4) ended with exit code 4" in log
     assert log.rstrip().endswith("Job ended with exit code 4")
+
+
+def test_a_rank_that_dies_first_is_the_cause_when_rank_0_fails_after_it(launcher_pair_world: LauncherWorld):
+    """Rank 1 dies; rank 0's next all-reduce fails for it a moment later: the job fails with rank 1's exit code."""
+    pytest.importorskip("torch.distributed")
+    world = launcher_pair_world
+    launch = pytorch_launch(world, "rank-1-dies")
+    seg = launch["output_segment"]
+    run = world.run(launch, pool=PAIR_POOL, timeout_s=120)
+    assert run.exit_code == 7, run.stderr
+    # "failed first" when rank 0 failed before the launcher saw rank 1's record, "failed" when it stopped rank 0.
+    assert re.search(r"rank 1 on node 127\.10\.0\.5 failed( first)? with exit code 7", run.stderr), run.stderr
+    assert "rank 1 runs out of memory" in run.stderr
+    log = world.download(f"{seg}/stdouterr/execution.log")
+    assert "Rank 1 (node 127.10.0.5) ended with exit code 7" in log
+    assert log.rstrip().endswith("Job ended with exit code 7")
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "mpirun").exists(),
@@ -203,7 +226,7 @@ def test_every_node_of_a_task_derives_the_same_rendezvous_port():
     ports = {port("node-a", job=f"job-{number}") for number in range(50)}
     ports |= {port("node-a", segment=f"sub/rg/jobs/j/uuid-{number}") for number in range(50)}
     assert len(ports) > 90  # other jobs (and runs) meet elsewhere
-    assert all(20000 <= value <= 32767 for value in ports)  # below Linux's ephemeral ports
+    assert all(20000 <= value <= 29799 for value in ports)  # below Linux's ephemeral ports and Batch's agent's
 
 
 def test_the_host_file_lists_every_node_with_its_slots(tmp_path: Path):
@@ -257,4 +280,4 @@ def test_a_rank_record_is_written_whole_with_the_ranks_exit_status(tmp_path: Pat
         assert not os.path.exists(record + ".tmp")
     assert launcher.read_record(str(tmp_path / "2.exit")) is None
     (tmp_path / "stderr.txt").write_text("".join(f"line {number}\n" for number in range(100)))
-    assert launcher.tail(str(tmp_path / "stderr.txt")) == [f"line {number}" for number in range(80, 100)]
+    assert launcher.tail(str(tmp_path / "stderr.txt")) == [f"line {number}" for number in range(81, 100)]

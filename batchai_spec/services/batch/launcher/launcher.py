@@ -81,7 +81,7 @@ PYTHON_TOOLKITS = ("pytorch", "tensorflow", "caffe2", "chainer", "horovod")
 NODE_ADDRESS_VARIABLE = "BATCHAI_EMULATOR_NODE_ADDRESS"
 # torch.distributed's rendezvous port on the primary (see rendezvous_port): below Linux's ephemeral port range
 # (32768-60999), so no outgoing connection's local port holds it, and above the ports services commonly use.
-RENDEZVOUS_PORTS = (20000, 32767)
+RENDEZVOUS_PORTS = (20000, 29799)  # and below 29876-29877, the Batch node agent's
 STDOUTERR = "stdouterr"
 RANKS = ".ranks"  # the other ranks' exit records, beside stdouterr on the share
 OUTPUTS = "outputs"
@@ -96,7 +96,9 @@ POLL_FIRST_S = 0.2
 POLL_LAST_S = 2.0
 # A rank 0 stopped because another rank failed gets SIGKILL if it outlives SIGTERM by this long.
 STOP_GRACE_S = 10.0
-TAIL_LINES = 20  # of a failed rank's stderr, shown in the task's stderr
+# Once rank 0 failed, how long the primary looks for the records of ranks that may have failed just before it.
+SETTLE_S = 3.0
+TAIL_LINES = 19  # of a failed rank's stderr, shown in the task's stderr under the line that names the rank
 PREFIX = "batchai-spec launcher: "
 FORWARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
@@ -495,13 +497,15 @@ class Node(object):
             "PYTHONUNBUFFERED": "1",
         })
         if launch["tool_type"] == "pytorch":
-            env.update(RANK=str(self.index), WORLD_SIZE=str(launch["node_count"]), LOCAL_RANK="0")
+            own = {"RANK": str(self.index), "WORLD_SIZE": str(launch["node_count"]), "LOCAL_RANK": "0"}
             if launch["node_count"] == 1:
                 env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = "file://%s/pytorch_init" % self.shared_temp
             else:
                 port = rendezvous_port(self.environ, launch["segment"])
-                env.update(MASTER_ADDR=self.hosts[0], MASTER_PORT=str(port),
-                           AZ_BATCHAI_PYTORCH_INIT_METHOD="tcp://%s:%d" % (self.hosts[0], port))
+                own.update(MASTER_ADDR=self.hosts[0], MASTER_PORT=str(port))
+                env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = "tcp://%s:%d" % (self.hosts[0], port)
+            for name, value in own.items():
+                env.setdefault(name, value)  # torch.distributed's names, not Batch AI's: a job's own variable wins
             if launch["settings"].get("communicationBackend"):
                 env["AZ_BATCHAI_PYTORCH_BACKEND"] = launch["settings"]["communicationBackend"].lower()
         if uses_mpi(launch) and hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -535,6 +539,9 @@ def toolkit_argv(launch, env, index, notes):
     """What this node runs (as the emulator's Batch AI decided it, batchai/toolkits.py)."""
     tool_type, settings = launch["tool_type"], launch["settings"]
     if tool_type in PER_TASK_TOOLKITS:
+        if settings.get("processCount") not in (None, launch["node_count"]):
+            notes.append("processCount %d is not used: %s runs one process per node (%d)"
+                         % (settings["processCount"], tool_type, launch["node_count"]))
         if tool_type == "tensorflow":
             arguments = settings.get("masterCommandLineArgs") if index == 0 else settings.get("workerCommandLineArgs")
         else:
@@ -777,7 +784,11 @@ def tail(path, count=TAIL_LINES):
 
 
 class Ranks(object):
-    """The primary's view of ranks 1..N-1 of a per-node toolkit, through their exit records (recorded_argv)."""
+    """The primary's view of ranks 1..N-1 of a per-node toolkit, through their exit records (recorded_argv).
+
+    When several ranks fail, the first to fail is the cause (a rank that dies breaks its connections, and the
+    others fail at their next collective a moment later), as the emulator's Batch AI decides: the records are
+    ordered by their modification times, which one clock gives (the share's), rank 0's own record included."""
 
     def __init__(self, launch, env, hosts, log, redact):
         self.launch = launch
@@ -786,46 +797,70 @@ class Ranks(object):
         self.log = log
         self.redact = redact
         self.pending = list(range(1, len(hosts)))
-        self.failure = None  # (rank, exit code) of the first failure seen
+        self.failures = []  # (when, rank, exit code) of every failure seen
+
+    @property
+    def failure(self):
+        """(rank, exit code) of the earliest failure seen (on a tie, the lower rank's), or None."""
+        return min(self.failures)[1:] if self.failures else None
 
     def check(self):
         """Read the records that appeared since; whether a rank failed (rank 0 must stop: Runner.run's watch)."""
         for index in list(self.pending):
-            code = read_record(rank_record(self.env, index))
+            path = rank_record(self.env, index)
+            code = read_record(path)
             if code is None:
                 continue
             self.pending.remove(index)
             self.log.write("Rank %d (node %s) ended with exit code %d" % (index, self.hosts[index], code))
-            if code != 0 and self.failure is None:
-                self.failure = (index, code)
-        return self.failure is not None
+            if code != 0:
+                self.failures.append((modified(path), index, code))
+        return bool(self.failures)
 
     def outcome(self, code, runner):
-        """The job's exit code, rank 0 having ended with `code`: that of a rank whose failure stopped rank 0;
-        else rank 0's own when it failed; else, once every other rank ended, that of the first that failed."""
-        stopped_rank_0 = self.failure is not None
-        self.check()
+        """The job's exit code, rank 0 having ended with `code`: that of the earliest failure among the ranks
+        (rank 0's included); 0 once every rank ended with 0."""
+        stopped_rank_0 = bool(self.failures)
         if code != 0 and not stopped_rank_0:
-            if self.failure is not None:
-                self.report("also failed")
-            return code
-        if not stopped_rank_0 and self.pending:
+            # Rank 0 failed: on its own, or because another rank died a moment before. The records of ranks that
+            # died first are on the share already, or about to be: a short look settles which came first.
+            self.failures.append((self.record_rank_0(code), 0, code))
+            self.wait(lambda: self.pending, time.time() + SETTLE_S, runner)
+        elif not stopped_rank_0 and not self.check() and self.pending:
             self.log.write("Rank 0 succeeded; waiting for rank(s) %s to end" % ", ".join(map(str, self.pending)))
-            pause = POLL_FIRST_S
-            while self.pending and self.failure is None and runner.stopped_by is None:
-                time.sleep(pause)
-                pause = min(pause * 1.5, POLL_LAST_S)
-                self.check()
-            if runner.stopped_by is not None and self.failure is None:
+            self.wait(lambda: self.pending and not self.failures, None, runner)
+            if runner.stopped_by is not None and not self.failures:
                 return 128 + runner.stopped_by
-        if self.failure is None:
+        first = self.failure
+        if first is None:
             return code
-        self.report("failed")
-        return self.failure[1]
+        for _, index, other in sorted(self.failures):
+            if index != first[0] and index != 0:
+                self.report(index, other, "also failed")
+        if first[0] != 0:
+            self.report(first[0], first[1], "failed" if code == 0 or stopped_rank_0 else "failed first")
+        return first[1]
 
-    def report(self, how):
-        """A line on stderr (the task's stderr.txt) naming the failed rank and its node, with its stderr's end."""
-        index, code = self.failure
+    def wait(self, waiting, deadline, runner):
+        """Poll the records (bounded backoff) while `waiting()`, until `deadline` (None: no end) or a signal."""
+        pause = POLL_FIRST_S
+        while waiting() and runner.stopped_by is None and (deadline is None or time.time() < deadline):
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_LAST_S)
+            self.check()
+
+    def record_rank_0(self, code):
+        """Rank 0's exit record, beside the others' on the share; when it was written (that clock orders them)."""
+        path = rank_record(self.env, 0)
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("%d\n" % code)
+        except OSError:
+            return time.time()
+        return modified(path)
+
+    def report(self, index, code, how):
+        """A line on stderr (the task's stderr.txt) naming a failed rank and its node, with its stderr's end."""
         path = os.path.join(self.env["AZ_BATCHAI_STDOUTERR_DIR"], output_names(self.launch, index)[1])
         message = "rank %d on node %s %s with exit code %d" % (index, self.hosts[index], how, code)
         self.log.write(message)
@@ -833,6 +868,13 @@ class Ranks(object):
         say(message + ("; the end of %s:" % path if lines else " (%s is empty)" % path))
         for line in lines:
             say("  " + self.redact(line))
+
+
+def modified(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
 
 
 # --------------------------------------------------------------------------------------------------- the modes
