@@ -337,36 +337,13 @@ class TorchBackend:
         return "Training steps: CUDA graphs for minibatches of {} samples, captured in {:0.2f}s".format(sizes, seconds)
 
     def train_epoch(self, data, order, epoch):
+        """One epoch over the samples in `order`; returns (loss sum, errors). In a distributed run this worker
+        takes its shard of each global minibatch and the gradients are summed over the workers (one all-reduce)
+        between backward and update; lr and momentum follow the global minibatch's size, and the sums returned
+        are the whole epoch's, all workers' together."""
         if self.graphed is not None:
             return self.graphed.train_epoch(order, epoch)
-        if self.distributed is not None:
-            return self.train_epoch_distributed(data, order, epoch)
-        torch = self.torch
-        features, classes = data
-        lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
-        time_constant = per_epoch(MOMENTUM_TIME_CONSTANT, epoch)
-        order = torch.from_numpy(order).to(self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        errors = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.network.train()
-        for start in range(0, len(order), MINIBATCH_SIZE):
-            batch = order[start : start + MINIBATCH_SIZE]
-            targets = classes[batch]
-            outputs = self.network(features[batch].float())
-            loss = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step(lr_per_sample, unit_gain_momentum(len(batch), time_constant))
-            loss_sum += loss.detach()
-            errors += (outputs.detach().argmax(dim=1) != targets).sum()
-        return float(loss_sum), int(errors)
-
-    def train_epoch_distributed(self, data, order, epoch):
-        """The loop above with this worker's shard of each global minibatch and one all-reduce of the gradients
-        between backward and update; the learner's lr and momentum follow the global minibatch's size. Returns the
-        whole epoch's (loss sum, errors), summed over the workers."""
-        torch = self.torch
-        distributed = self.distributed
+        torch, distributed = self.torch, self.distributed
         features, classes = data
         lr_per_sample = per_epoch(LR_PER_SAMPLE, epoch)
         time_constant = per_epoch(MOMENTUM_TIME_CONSTANT, epoch)
@@ -376,21 +353,25 @@ class TorchBackend:
         parameters = list(self.network.parameters())
         self.network.train()
         for start in range(0, len(order), MINIBATCH_SIZE):
-            batch = order[start : start + MINIBATCH_SIZE]
-            first, stop = shard_bounds(len(batch), distributed.size, distributed.rank)
-            for dropout in self.dropouts:
-                dropout.rows = (len(batch), first, stop)
-            mine = batch[first:stop]  # may be empty (more workers than samples): a zero gradient, as it should
+            batch = mine = order[start : start + MINIBATCH_SIZE]
+            if distributed is not None:
+                first, stop = shard_bounds(len(batch), distributed.size, distributed.rank)
+                for dropout in self.dropouts:
+                    dropout.rows = (len(batch), first, stop)
+                mine = batch[first:stop]  # may be empty (more workers than samples): a zero gradient, as it should
             targets = classes[mine]
             outputs = self.network(features[mine].float())
             loss = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            distributed.all_reduce_gradients(parameters)
+            if distributed is not None:
+                distributed.all_reduce_gradients(parameters)
             self.optimizer.step(lr_per_sample, unit_gain_momentum(len(batch), time_constant))
             loss_sum += loss.detach()
             errors += (outputs.detach().argmax(dim=1) != targets).sum()
-        return distributed.sum_over_workers(loss_sum, errors)
+        if distributed is not None:
+            return distributed.sum_over_workers(loss_sum, errors)
+        return float(loss_sum), int(errors)
 
     def count_errors(self, data, start, stop):
         features, classes = data

@@ -5,14 +5,13 @@ per node or with `mpirun`; a rank that fails fails the job, and apply shows that
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from batchai_spec.emulator.server import start_in_process
 from batchai_spec.services import SERVICES
-from tests.training.test_training_apply import REPO, TEST_FILE, TRAIN_FILE, cli, copy_lines
+from tests.training.test_training_apply import cli, sample_project
 
 SPEC = "specs/mnist-distributed.yaml"
 EPOCH_LINE = re.compile(r"^Finished Epoch\[1 of 1\]: \[Training\] loss = [0-9.]+ \* 3000, ", re.MULTILINE)
@@ -22,16 +21,7 @@ FINAL_LINE = re.compile(r"Final Results: Minibatch\[1-\d+\]: errs = ([0-9.]+)% \
 
 @pytest.fixture
 def project(tmp_path: Path, mnist_dir: Path) -> Path:
-    """The repository's distributed spec and training script, with the first 3,000 / 500 digits as the data."""
-    (tmp_path / "pyproject.toml").write_text("")
-    for relative in (SPEC, "training/convnet_mnist.py"):
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / relative, tmp_path / relative)
-    data = tmp_path / "data" / "mnist"
-    data.mkdir(parents=True)
-    copy_lines(mnist_dir / TRAIN_FILE, data / TRAIN_FILE, 3000)
-    copy_lines(mnist_dir / TEST_FILE, data / TEST_FILE, 500)
-    return tmp_path
+    return sample_project(tmp_path, mnist_dir, SPEC)
 
 
 @pytest.fixture

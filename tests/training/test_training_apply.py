@@ -23,18 +23,23 @@ def copy_lines(source: Path, destination: Path, count: int) -> None:
         writing.writelines(islice(reading, count))
 
 
-@pytest.fixture
-def project(tmp_path: Path, mnist_dir: Path) -> Path:
-    """The repository's sample spec and training script, with the first 3,000 / 500 digits as the data files."""
-    (tmp_path / "pyproject.toml").write_text("")
-    for relative in ("specs/mnist-cntk.yaml", "training/convnet_mnist.py"):
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / relative, tmp_path / relative)
-    data = tmp_path / "data" / "mnist"
+def sample_project(root: Path, mnist_dir: Path, spec: str) -> Path:
+    """One of the repository's sample specs and the training script, with the first 3,000 / 500 digits as the
+    data files."""
+    (root / "pyproject.toml").write_text("")
+    for relative in (spec, "training/convnet_mnist.py"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / relative, root / relative)
+    data = root / "data" / "mnist"
     data.mkdir(parents=True)
     copy_lines(mnist_dir / TRAIN_FILE, data / TRAIN_FILE, 3000)
     copy_lines(mnist_dir / TEST_FILE, data / TEST_FILE, 500)
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, mnist_dir: Path) -> Path:
+    return sample_project(tmp_path, mnist_dir, "specs/mnist-cntk.yaml")
 
 
 @pytest.fixture
