@@ -10,7 +10,7 @@ default refuses more processes than this machine has cores (the emulator's nodes
 Each of the service's nodes had cores of its own; the emulator's share this machine's. A job on several nodes
 gets, on each, its share of the cores as `OMP_NUM_THREADS` (which PyTorch, OpenMP and the BLAS libraries read):
 without it every node's process would start a thread per core of the machine, and two nodes on two cores would
-run four busy threads, half as fast as two (measured: the two-node sample trained at 2,078 samples/s, 5,116 with
+run four busy threads, half as fast as two (measured: the two-node sample trained at 2,078 samples/s, 5,266 with
 a thread each). A job's own `OMP_NUM_THREADS` wins.
 """
 
