@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.fileshare import ContentSettings
 
 
 def test_nested_directories_with_metadata(share):
@@ -26,6 +27,16 @@ def test_errors_have_the_service_codes(share):
     assert raised.value.error_code == "ParentNotFound"
     with pytest.raises(ResourceNotFoundError) as raised:
         share.get_directory_client("missing").get_directory_properties()
+    assert raised.value.error_code == "ResourceNotFound"
+    # Under a missing directory, Azure names the parent (the SDK's own test_directory_parent_not_exists).
+    for missing in (share.get_directory_client("missing1/missing2").get_directory_properties,
+                    share.get_file_client("missing1/file").get_file_properties):
+        with pytest.raises(ResourceNotFoundError) as raised:
+            missing()
+        assert raised.value.error_code == "ParentNotFound"
+    share.create_directory("present")
+    with pytest.raises(ResourceNotFoundError) as raised:
+        share.get_file_client("present/file").get_file_properties()
     assert raised.value.error_code == "ResourceNotFound"
     assert share.get_directory_client("missing").exists() is False
     share.get_file_client("here/file").upload_file(b"1")
@@ -62,3 +73,20 @@ def test_delete_directory(share):
     directory.delete_directory()
     assert not directory.exists()
     assert [item.name for item in share.list_directories_and_files()] == []
+
+
+def test_files_and_directories_have_smb_properties(share):
+    """What Azure answers for SMB clients, as the SDK reads it (its own tests check them on every create)."""
+    directory = share.create_directory("smb")
+    created = directory.get_directory_properties()
+    file = directory.upload_file("data.bin", b"12345")
+    properties = file.get_file_properties()
+    for item in (created, properties):
+        assert item.creation_time is not None and item.last_write_time is not None and item.change_time is not None
+        assert item.permission_key and item.file_id and item.parent_id and item.server_encrypted is True
+    assert created.file_attributes == "Directory" and properties.file_attributes == "Archive"
+    assert properties.parent_id == created.file_id != properties.file_id
+    assert (properties.lease.state, properties.lease.status) == ("available", "unlocked")
+    assert properties.last_write_time >= properties.creation_time
+    answered = file.set_http_headers(ContentSettings(content_type="text/plain"))  # answers the SMB times too
+    assert answered["file_last_write_time"] is not None and answered["file_permission_key"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from batchai_spec.emulator.files import listing, store
-from batchai_spec.emulator.files.headers import entry_headers, metadata_from, metadata_headers
+from batchai_spec.emulator.files.headers import entry_headers, metadata_from, metadata_headers, smb_headers
 from batchai_spec.emulator.files.paths import RequestTarget
 from batchai_spec.emulator.routing import Call
 from batchai_spec.emulator.state import State
@@ -14,12 +14,13 @@ from batchai_spec.emulator.state import State
 def create_directory(state: State, call: Call, target: RequestTarget) -> Response:
     share = store.get_share(state, target.account, target.share)
     entry = store.create_directory(state, share, target.names, metadata_from(call))
-    return Response(status_code=201, headers=entry_headers(entry))
+    return Response(status_code=201, headers={**entry_headers(entry), **smb_headers(entry)})
 
 
 def directory_properties(state: State, call: Call, target: RequestTarget) -> Response:
     entry = store.require_target(state, target, directory=True)
-    return Response(status_code=200, headers={**entry_headers(entry), **metadata_headers(entry.metadata)})
+    return Response(status_code=200, headers={**entry_headers(entry), **smb_headers(entry),
+                                              **metadata_headers(entry.metadata), "x-ms-server-encrypted": "true"})
 
 
 def set_directory_metadata(state: State, call: Call, target: RequestTarget) -> Response:

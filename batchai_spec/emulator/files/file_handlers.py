@@ -18,6 +18,7 @@ from batchai_spec.emulator.files.headers import (
     integer_header,
     metadata_from,
     requested_range,
+    smb_headers,
 )
 from batchai_spec.emulator.files.paths import RequestTarget
 from batchai_spec.emulator.files.sas import is_sas
@@ -60,7 +61,8 @@ def create_file(state: State, call: Call, target: RequestTarget) -> Response:
     entry = store.create_file(
         state, share, target.names, size, content_settings_from(call), metadata_from(call), content=call.body
     )
-    return Response(status_code=201, headers={**entry_headers(entry), "x-ms-request-server-encrypted": "true"})
+    return Response(status_code=201, headers={**entry_headers(entry), **smb_headers(entry),
+                                              "x-ms-request-server-encrypted": "true"})
 
 
 def put_range(state: State, call: Call, target: RequestTarget) -> Response:
@@ -100,7 +102,7 @@ def set_file_properties(state: State, call: Call, target: RequestTarget) -> Resp
         store.resize_file(entry, size)  # refused past the 4 TiB file limit or the share's quota
     settings = content_settings_from(call)
     entry = store.touch(state, entry, content_settings=settings if settings or size is None else None)
-    return Response(status_code=200, headers=entry_headers(entry))
+    return Response(status_code=200, headers={**entry_headers(entry), **smb_headers(entry)})
 
 
 def set_file_metadata(state: State, call: Call, target: RequestTarget) -> Response:

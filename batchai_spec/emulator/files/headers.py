@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 
-from batchai_spec.emulator.clock import rfc1123
+from batchai_spec.emulator.clock import iso8601, rfc1123
 from batchai_spec.emulator.files.store import CONTENT_SETTINGS, Entry, Share
 from batchai_spec.emulator.routing import Call, ServiceError
 
 MAX_RANGE_BYTES = 4 * 1024 * 1024
+# The emulator keeps no SMB security descriptors yet: every file and directory has the share's default one, which
+# this key names (Azure's keys are opaque strings of this shape).
+DEFAULT_PERMISSION_KEY = "4066528134148476695*1"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # Where the Create File / Set Properties requests carry each content setting.
 _SETTING_REQUEST_HEADERS = {
@@ -89,14 +93,37 @@ def entry_headers(entry: Entry) -> dict[str, str]:
     return {"ETag": entry.etag, "Last-Modified": rfc1123(entry.modified_at)}
 
 
+def smb_headers(entry: Entry) -> dict[str, str]:
+    """The SMB properties Azure answers for a file or directory (creation, last write and change times,
+    attributes, permission key, file and parent ids), from the file system under the emulator's share."""
+    try:
+        parent_id = str(os.stat(entry.path.parent).st_ino) if entry.names else "0"
+    except OSError:
+        parent_id = "0"
+    return {
+        "x-ms-file-creation-time": iso8601(entry.created_at),
+        "x-ms-file-last-write-time": iso8601(entry.modified_at),
+        "x-ms-file-change-time": iso8601(entry.modified_at),
+        "x-ms-file-attributes": "Directory" if entry.is_directory else "Archive",
+        "x-ms-file-permission-key": DEFAULT_PERMISSION_KEY,
+        "x-ms-file-id": str(entry.inode),
+        "x-ms-file-parent-id": parent_id,
+    }
+
+
 def file_headers(entry: Entry) -> dict[str, str]:
-    """What Get File Properties answers (Content-Length is the caller's: it differs for ranged downloads)."""
+    """What Get File Properties answers (Content-Length is the caller's: it differs for ranged downloads). No file
+    leases yet: every file is `available` and `unlocked`."""
     headers = {
         **entry_headers(entry),
+        **smb_headers(entry),
         **metadata_headers(entry.metadata),
         "x-ms-type": "File",
         "Accept-Ranges": "bytes",
         "Content-Type": entry.content_settings.get("Content-Type") or "application/octet-stream",
+        "x-ms-lease-state": "available",
+        "x-ms-lease-status": "unlocked",
+        "x-ms-server-encrypted": "true",
     }
     for setting in CONTENT_SETTINGS:
         if setting != "Content-Type" and entry.content_settings.get(setting):

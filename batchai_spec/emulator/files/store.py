@@ -257,8 +257,12 @@ def find_entry(state: State, share: Share, names: tuple[str, ...]) -> Entry | No
 
 
 def require_entry(state: State, share: Share, names: tuple[str, ...], *, directory: bool) -> Entry:
+    """The directory or file at `names`: 404 ParentNotFound when the directory it would be in is missing (as
+    Azure answers), ResourceNotFound when it alone is."""
     entry = find_entry(state, share, names) if names else _share_root_entry(state, share)
     if entry is None or entry.is_directory != directory:
+        if entry is None and len(names) > 1:
+            require_parent(state, share, names)
         raise ServiceError(404, "ResourceNotFound", "The specified resource does not exist.")
     return entry
 
