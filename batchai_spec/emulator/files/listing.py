@@ -48,7 +48,7 @@ def shares_page(service_endpoint: str, shares: Sequence[Share], *, prefix: str, 
             for name, value in share.metadata.items():
                 _text(metadata, name, value)
     ET.SubElement(root, "NextMarker").text = shares[size].name if len(shares) > size else ""
-    return _xml(root)
+    return xml_response(root)
 
 
 def entries_page(service_endpoint: str, directory: Entry, entries: Sequence[Entry], *, prefix: str, marker: str,
@@ -82,7 +82,7 @@ def entries_page(service_endpoint: str, directory: Entry, entries: Sequence[Entr
         if "attributes" in extended:
             _text(item, "Attributes", "Directory" if entry.is_directory else "Archive")
     ET.SubElement(root, "NextMarker").text = entries[size].names[-1] if len(entries) > size else ""
-    return _xml(root)
+    return xml_response(root)
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> None:
@@ -90,6 +90,6 @@ def _text(parent: ET.Element, tag: str, text: str) -> None:
         ET.SubElement(parent, tag).text = text
 
 
-def _xml(root: ET.Element) -> Response:
+def xml_response(root: ET.Element) -> Response:
     body = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return Response(body, media_type="application/xml")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from starlette.responses import Response
 
 from batchai_spec.emulator.arm.storage_accounts import account_keys
-from batchai_spec.emulator.files import directories, file_handlers, shares
+from batchai_spec.emulator.files import directories, file_handlers, service_properties, shares
 from batchai_spec.emulator.files.headers import MAX_RANGE_BYTES, body_too_large
 from batchai_spec.emulator.files.paths import RequestTarget, parse_target
 from batchai_spec.emulator.files.sas import is_sas, verify_sas
@@ -30,6 +30,8 @@ FilesHandler = Callable[[State, Call, RequestTarget], Response]
 # (method, comp) -> handler, one table per level of the path.
 _ACCOUNT: dict[tuple[str, str | None], FilesHandler] = {
     ("GET", "list"): shares.list_shares,
+    ("PUT", "properties"): service_properties.set_service_properties,
+    ("GET", "properties"): service_properties.service_properties,
 }
 _SHARE: dict[tuple[str, str | None], FilesHandler] = {
     ("PUT", None): shares.create_share,
