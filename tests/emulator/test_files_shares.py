@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.fileshare import AccessPolicy, ShareSasPermissions
 
 from tests.emulator_clients import unique_name
 
@@ -75,3 +78,27 @@ def test_share_stats_count_bytes(share):
     share.get_file_client("a.bin").upload_file(b"x" * 1000)
     share.get_file_client("b.bin").upload_file(b"y" * 24)
     assert share.get_share_stats() == 1024
+
+
+def test_access_policies_and_permissions_are_kept_with_the_share(storage_account):
+    share = storage_account.service().create_share(unique_name("secured"))
+    assert share.get_share_access_policy()["signed_identifiers"] == []
+    policy = AccessPolicy(permission=ShareSasPermissions(read=True), expiry=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    share.set_share_access_policy({"readers": policy})
+    [kept] = share.get_share_access_policy()["signed_identifiers"]
+    assert (kept.id, kept.access_policy.permission) == ("readers", "r")
+
+    sddl = "O:S-1-5-21-1G:S-1-5-21-2D:AI(A;;FA;;;SY)"
+    key = share.create_permission_for_share(sddl)
+    assert share.get_permission_for_share(key) == sddl
+    assert share.create_permission_for_share(share.get_permission_for_share(key)) == key  # one key per permission
+    with pytest.raises(ResourceNotFoundError):
+        share.get_permission_for_share("1*1")
+    file = share.get_file_client("f")
+    file.upload_file(b"1")
+    assert share.get_permission_for_share(file.get_file_properties().permission_key).startswith("O:")
+
+    name = share.share_name
+    share.delete_share()
+    again = storage_account.service().create_share(name)  # a new share of that name starts without them
+    assert again.get_share_access_policy()["signed_identifiers"] == []

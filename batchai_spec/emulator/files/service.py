@@ -11,7 +11,7 @@ from collections.abc import Callable
 from starlette.responses import Response
 
 from batchai_spec.emulator.arm.storage_accounts import account_keys
-from batchai_spec.emulator.files import directories, file_handlers, service_properties, shares
+from batchai_spec.emulator.files import directories, file_handlers, service_properties, share_security, shares
 from batchai_spec.emulator.files.headers import MAX_RANGE_BYTES, body_too_large
 from batchai_spec.emulator.files.paths import RequestTarget, parse_target
 from batchai_spec.emulator.files.sas import is_sas, verify_sas
@@ -42,6 +42,10 @@ _SHARE: dict[tuple[str, str | None], FilesHandler] = {
     ("PUT", "properties"): shares.set_share_properties,
     ("PUT", "metadata"): shares.set_share_metadata,
     ("GET", "stats"): shares.share_stats,
+    ("PUT", "acl"): share_security.set_share_acl,
+    ("GET", "acl"): share_security.share_acl,
+    ("PUT", "filepermission"): share_security.create_permission,
+    ("GET", "filepermission"): share_security.permission,
     ("DELETE", None): shares.delete_share,
 }
 _DIRECTORY: dict[tuple[str, str | None], FilesHandler] = {

@@ -23,6 +23,10 @@ from batchai_spec.emulator.routing import ServiceError
 from batchai_spec.emulator.state import State, register_schema
 
 register_schema(
+    "CREATE TABLE IF NOT EXISTS file_share_records (account TEXT NOT NULL, share TEXT NOT NULL, kind TEXT NOT NULL,"
+    " key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (account, share, kind, key))"
+)
+register_schema(
     """
     CREATE TABLE IF NOT EXISTS file_shares (
         account TEXT NOT NULL,
@@ -150,8 +154,26 @@ def delete_share(state: State, share: Share) -> None:
     with state.transaction() as db:
         db.execute("DELETE FROM file_shares WHERE account = ? AND name = ?", (share.account, share.name))
         db.execute("DELETE FROM file_entries WHERE account = ? AND share = ?", (share.account, share.name))
+        db.execute("DELETE FROM file_share_records WHERE account = ? AND share = ?", (share.account, share.name))
     shutil.rmtree(share.directory, ignore_errors=True)
     _forget_usage(share.directory)
+
+
+def share_record(state: State, share: Share, kind: str, key: str) -> str | None:
+    """A record a share keeps besides its files (its access policies, its SDDL permissions by key)."""
+    row = state.connection().execute(
+        "SELECT value FROM file_share_records WHERE account = ? AND share = ? AND kind = ? AND key = ?",
+        (share.account, share.name, kind, key),
+    ).fetchone()
+    return None if row is None else row["value"]
+
+
+def save_share_record(state: State, share: Share, kind: str, key: str, value: str) -> None:
+    with state.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO file_share_records (account, share, kind, key, value) VALUES (?, ?, ?, ?, ?)",
+            (share.account, share.name, kind, key, value),
+        )
 
 
 def list_shares(state: State, account: str, prefix: str, marker: str) -> list[Share]:
