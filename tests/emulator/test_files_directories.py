@@ -90,3 +90,13 @@ def test_files_and_directories_have_smb_properties(share):
     assert properties.last_write_time >= properties.creation_time
     answered = file.set_http_headers(ContentSettings(content_type="text/plain"))  # answers the SMB times too
     assert answered["file_last_write_time"] is not None and answered["file_permission_key"]
+
+
+def test_names_xml_cannot_carry_are_listed_encoded(share):
+    """U+FFFE and U+FFFF are legal in Azure Files names but not in XML: listings percent-encode them."""
+    directory = share.create_directory("\uffffdirectory\ufffe")
+    directory.create_subdirectory("subdir1\ufffe")
+    directory.upload_file("\uffff file", b"data1")
+    listed = [(item["name"], item["is_directory"]) for item in directory.list_directories_and_files()]
+    assert listed == [("subdir1\ufffe", True), ("\uffff file", False)]
+    assert [item["name"] for item in directory.list_directories_and_files(name_starts_with="\uffff")] == ["\uffff file"]

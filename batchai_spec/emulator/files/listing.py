@@ -5,8 +5,10 @@ Markers are the name of the first entry of the next page, so a listing resumes c
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from starlette.responses import Response
 
@@ -15,6 +17,8 @@ from batchai_spec.emulator.files.store import Entry, Share
 from batchai_spec.emulator.routing import ServiceError
 
 MAX_RESULTS = 5000
+# Characters XML 1.0 cannot carry: names holding one are sent percent-encoded, flagged `Encoded="true"`, as Azure does.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def page_size(text: str | None) -> int:
@@ -54,20 +58,20 @@ def shares_page(service_endpoint: str, shares: Sequence[Share], *, prefix: str, 
 def entries_page(service_endpoint: str, directory: Entry, entries: Sequence[Entry], *, prefix: str, marker: str,
                  size: int, include: str) -> Response:
     extended = {part.strip().lower() for part in include.split(",") if part.strip()}
-    root = ET.Element(
-        "EnumerationResults",
-        ServiceEndpoint=service_endpoint,
-        ShareName=directory.share.name,
-        DirectoryPath=directory.relative_path,
-    )
-    _text(root, "Prefix", prefix)
+    root = ET.Element("EnumerationResults", ServiceEndpoint=service_endpoint, ShareName=directory.share.name)
+    if _NOT_XML.search(directory.relative_path):
+        root.set("Encoded", "true")
+        root.set("DirectoryPath", quote(directory.relative_path, safe="/"))
+    else:
+        root.set("DirectoryPath", directory.relative_path)
+    _name(root, "Prefix", prefix)
     _text(root, "Marker", marker)
     _text(root, "MaxResults", str(size))
     _text(root, "DirectoryId", str(directory.inode))
     items = ET.SubElement(root, "Entries")
     for entry in entries[:size]:
         item = ET.SubElement(items, "Directory" if entry.is_directory else "File")
-        _text(item, "Name", entry.names[-1])
+        _name(item, "Name", entry.names[-1])
         _text(item, "FileId", str(entry.inode))
         properties = ET.SubElement(item, "Properties")
         if not entry.is_directory:
@@ -88,6 +92,14 @@ def entries_page(service_endpoint: str, directory: Entry, entries: Sequence[Entr
 def _text(parent: ET.Element, tag: str, text: str) -> None:
     if text:
         ET.SubElement(parent, tag).text = text
+
+
+def _name(parent: ET.Element, tag: str, text: str) -> None:
+    """A name or prefix: as it is, or percent-encoded with `Encoded="true"` where XML cannot carry it."""
+    if _NOT_XML.search(text):
+        ET.SubElement(parent, tag, Encoded="true").text = quote(text, safe="")
+    else:
+        _text(parent, tag, text)
 
 
 def xml_response(root: ET.Element) -> Response:
