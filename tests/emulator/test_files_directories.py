@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.fileshare import ContentSettings
 
 
@@ -100,3 +100,24 @@ def test_names_xml_cannot_carry_are_listed_encoded(share):
     listed = [(item["name"], item["is_directory"]) for item in directory.list_directories_and_files()]
     assert listed == [("subdir1\ufffe", True), ("\uffff file", False)]
     assert [item["name"] for item in directory.list_directories_and_files(name_starts_with="\uffff")] == ["\uffff file"]
+
+
+def test_renames_move_files_and_directory_trees_with_what_they_keep(share):
+    source = share.create_directory("old")
+    source.create_subdirectory("inner").upload_file("deep.txt", b"deep", metadata={"kept": "yes"})
+    moved = source.rename_directory("new")
+    assert moved.directory_path == "new" and not share.get_directory_client("old").exists()
+    deep = moved.get_subdirectory_client("inner").get_file_client("deep.txt")
+    assert deep.download_file().readall() == b"deep" and deep.get_file_properties().metadata == {"kept": "yes"}
+
+    renamed = deep.rename_file("new/top.txt", content_type="text/plain")
+    properties = renamed.get_file_properties()
+    assert (properties.path, properties.content_settings.content_type) == ("new/top.txt", "text/plain")
+    assert properties.metadata == {"kept": "yes"}
+    other = share.get_file_client("new/other.txt")
+    other.upload_file(b"other")
+    with pytest.raises(ResourceExistsError):
+        other.rename_file("new/top.txt")
+    assert other.rename_file("new/top.txt", overwrite=True).download_file().readall() == b"other"
+    with pytest.raises(HttpResponseError):
+        moved.rename_directory("new/inner/loop")  # not into itself

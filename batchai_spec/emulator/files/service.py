@@ -11,7 +11,14 @@ from collections.abc import Callable
 from starlette.responses import Response
 
 from batchai_spec.emulator.arm.storage_accounts import account_keys
-from batchai_spec.emulator.files import directories, file_handlers, service_properties, share_security, shares
+from batchai_spec.emulator.files import (
+    directories,
+    file_handlers,
+    renames,
+    service_properties,
+    share_security,
+    shares,
+)
 from batchai_spec.emulator.files.headers import MAX_RANGE_BYTES, body_too_large
 from batchai_spec.emulator.files.paths import RequestTarget, parse_target
 from batchai_spec.emulator.files.sas import is_sas, verify_sas
@@ -54,6 +61,7 @@ _DIRECTORY: dict[tuple[str, str | None], FilesHandler] = {
     ("HEAD", None): directories.directory_properties,
     ("PUT", "metadata"): directories.set_directory_metadata,
     ("GET", "list"): directories.list_directory,
+    ("PUT", "rename"): renames.rename_directory,
     ("DELETE", None): directories.delete_directory,
 }
 _FILE: dict[tuple[str, str | None], FilesHandler] = {
@@ -61,6 +69,7 @@ _FILE: dict[tuple[str, str | None], FilesHandler] = {
     ("PUT", "range"): file_handlers.put_range,
     ("PUT", "properties"): file_handlers.set_file_properties,
     ("PUT", "metadata"): file_handlers.set_file_metadata,
+    ("PUT", "rename"): renames.rename_file,
     ("GET", None): file_handlers.download,
     ("HEAD", None): file_handlers.file_properties,
     ("DELETE", None): file_handlers.delete_file,

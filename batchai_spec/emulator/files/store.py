@@ -396,6 +396,30 @@ def touch(
     return require_entry(state, entry.share, entry.names, directory=entry.is_directory)
 
 
+def rename_entry(state: State, source: Entry, names: tuple[str, ...], *, replace: bool) -> Entry:
+    """Rename File / Rename Directory: move `source` within its share to `names`, its stored settings and metadata
+    (and a directory's whole tree) with it. An existing destination is replaced only when asked and only by a file
+    over a file (409 ResourceAlreadyExists otherwise)."""
+    share = source.share
+    if not names or (source.is_directory and names[: len(source.names)] == source.names):
+        raise ServiceError(400, "InvalidResourceName", "A directory cannot be moved into itself or onto the root.")
+    require_parent(state, share, names)
+    existing = find_entry(state, share, names)
+    if existing is not None and (not replace or existing.is_directory or source.is_directory):
+        raise ServiceError(409, "ResourceAlreadyExists", "The specified resource already exists.")
+    old, new = source.relative_path, "/".join(names)
+    os.replace(source.path, inside(share.directory, names))
+    with state.transaction() as db:
+        db.execute("DELETE FROM file_entries WHERE account = ? AND share = ? AND path = ?", (share.account, share.name, new))
+        # The entry's row, and for a directory the rows of everything under it (`old/...`), take the new path.
+        db.execute(
+            "UPDATE file_entries SET path = ? || substr(path, ?) WHERE account = ? AND share = ?"
+            " AND (path = ? OR substr(path, 1, ?) = ?)",
+            (new, len(old) + 1, share.account, share.name, old, len(old) + 1, old + "/"),
+        )
+    return require_entry(state, share, names, directory=source.is_directory)
+
+
 def delete_file(state: State, entry: Entry) -> None:
     with _usage_lock:
         try:
