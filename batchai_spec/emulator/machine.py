@@ -16,6 +16,7 @@ a thread each). A job's own `OMP_NUM_THREADS` wins.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -56,6 +57,7 @@ def find_mpirun(path: str | None) -> str | None:
     return shutil.which("mpirun", path=path)
 
 
+@functools.lru_cache(maxsize=8)  # asked at every MPI job's start; an installed mpirun does not change version
 def describe(mpirun: str) -> str:
     """`/path/mpirun (mpirun (Open MPI) 5.0.11)`: which MPI a job used, for its execution.log."""
     try:

@@ -612,12 +612,6 @@ def stop_everything(ctx: Context, setup_tasks: Iterable[TaskRecord] = ()) -> Non
                        pid_list(pid for members in left.values() for pid in members))
 
 
-def stop_queued(ctx: Context, jobs: Iterable[Resource], now: float, reason: str) -> None:
-    """Terminate jobs that never started: they fail at once, with no process to stop."""
-    for job in jobs:
-        _end(ctx, job.key, now, errors=[_error(*STOP_ERRORS[reason])])
-
-
 class ExecutionLog:
     """The emulator's own account of a run (`execution.log`), appended line by line with UTC times."""
 

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from batchai_spec.emulator.batch import tasks_runner  # noqa: F401  (registers t
 from batchai_spec.emulator.endpoint import Endpoint
 from batchai_spec.emulator.files.store import share_directory
 from batchai_spec.emulator.server import RunningEmulator
+from tests.emulator.batchai_support import wait_for
 from tests.emulator.batch.conftest import BatchShare, batch_context, batch_mgmt, pool_body  # noqa: F401
 from tests.emulator_clients import LOCATION, share_service_for, unique_name
 
@@ -88,16 +88,8 @@ def expected_gpus() -> int:
 
 
 def poll(read: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 60.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout_s
-    pause = 0.01
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or 'a condition'}; last value: {value!r}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.2)
+    """batchai_support.wait_for with the longer default a Batch task's start needs."""
+    return wait_for(read, done, timeout_s, what=what)
 
 
 @dataclass
